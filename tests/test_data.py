@@ -1,0 +1,185 @@
+import contextlib
+import json
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import codex_jax
+from codex_jax import data, jsonl, tokenizer as tokenizer_lib
+from configs import tiny
+
+
+def make_documents(n: int, seed: int) -> list[str]:
+    """Distinct small files; some non-ASCII and a U+2581 so byte-fallback ids appear in the data."""
+    rng = np.random.default_rng(seed)
+    return [f"# file {seed}-{i} ✓ \u2581\n" + "".join(
+        f"def f_{i}_{j}(x):\n    return x * {int(rng.integers(1000))}\n\n" for j in range(int(rng.integers(1, 6))))
+        for i in range(n)]
+
+
+TRAIN_DOCUMENTS = make_documents(100, seed=0)  # > 2 chunks of 32: order across workers is tested
+VAL_DOCUMENTS = make_documents(7, seed=1)
+
+
+def write_corpus(workdir) -> None:
+    """A finished corpus stage's output in workdir/corpus (stats.json is the stand-in's business)."""
+    (workdir / "corpus").mkdir()
+    for split, documents in (("train", TRAIN_DOCUMENTS), ("val", VAL_DOCUMENTS)):
+        jsonl.write_jsonl(workdir / "corpus" / f"{split}.jsonl.gz",
+                          [{"path": f"{split}/{i}.py", "content": d} for i, d in enumerate(documents)])
+
+
+@contextlib.contextmanager
+def stand_in_corpus_stage(workdir):
+    """Replaces codex_jax.corpus by a module whose ensure_corpus returns workdir/corpus and counts calls."""
+    calls = []
+    module = types.ModuleType("codex_jax.corpus")
+    module.ensure_corpus = lambda config, w: calls.append(w) or str(workdir / "corpus")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "codex_jax.corpus", module)
+        patch.setattr(codex_jax, "corpus", module, raising=False)  # in case the real one was imported
+        yield calls
+
+
+def small_config():
+    config = tiny.get_config()
+    config.data.n_workers = 2
+    return config
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A workdir whose data was built by ensure_data (2 workers) over a stand-in corpus stage."""
+    workdir = tmp_path_factory.mktemp("work")
+    write_corpus(workdir)
+    tokenizer_lib.write_model(tokenizer_lib.train_from_documents(TRAIN_DOCUMENTS, 400, num_threads=1),
+                              workdir / "tokenizer.model")
+    with stand_in_corpus_stage(workdir) as calls:
+        assert data.ensure_data(small_config(), workdir) == os.path.join(workdir, "data")
+        n_calls = len(calls)
+        meta_mtime = os.stat(workdir / "data" / "meta.json").st_mtime_ns
+        data.ensure_data(small_config(), workdir)  # complete: returns without touching the corpus or files
+        assert len(calls) == n_calls and os.stat(workdir / "data" / "meta.json").st_mtime_ns == meta_mtime
+    return workdir
+
+
+def test_ensure_data_encodes_again_after_the_tokenizer_changes(tmp_path):
+    write_corpus(tmp_path)
+    with stand_in_corpus_stage(tmp_path):
+        for vocab_size in (400, 350):
+            tokenizer_lib.write_model(tokenizer_lib.train_from_documents(TRAIN_DOCUMENTS, vocab_size, num_threads=1),
+                                      tmp_path / "tokenizer.model")
+            data_dir = data.ensure_data(small_config(), tmp_path)
+            assert data.load_meta(data_dir)["vocab_size"] == vocab_size
+    tok = tokenizer_lib.load_tokenizer(tmp_path / "tokenizer.model")
+    assert tok.decode(data.load_tokens(data_dir, "val")) == "".join(VAL_DOCUMENTS)
+
+
+def test_meta_json_counts(workdir):
+    with open(workdir / "data" / "meta.json") as f:
+        meta = json.load(f)
+    assert meta["dtype"] == "uint16" and meta["vocab_size"] == 400
+    assert meta["eod_id"] != meta["pad_id"]
+    for split, documents in (("train", TRAIN_DOCUMENTS), ("val", VAL_DOCUMENTS)):
+        assert meta[split]["n_documents"] == len(documents)
+        assert meta[split]["n_bytes"] == sum(len(d.encode("utf-8")) for d in documents)
+        assert meta[split]["n_tokens"] * 2 == os.path.getsize(workdir / "data" / f"{split}.bin")
+    assert sorted(os.listdir(workdir / "data")) == ["meta.json", "train.bin", "val.bin"]  # no temp files
+
+
+@pytest.mark.parametrize("split, documents", [("train", TRAIN_DOCUMENTS), ("val", VAL_DOCUMENTS)])
+def test_bin_is_documents_in_order_each_followed_by_eod(workdir, split, documents):
+    tokens = data.load_tokens(workdir / "data", split)
+    assert tokens.dtype == np.uint16
+    tok = tokenizer_lib.load_tokenizer(workdir / "tokenizer.model")
+    ends = np.flatnonzero(tokens == tok.eod_id)
+    assert len(ends) == len(documents) and ends[-1] == len(tokens) - 1
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    assert [tok.decode(tokens[s:e]) for s, e in zip(starts, ends)] == documents
+
+
+def arange_tokens(n_windows: int, seq_len: int) -> np.ndarray:
+    """Token i has value i, so a row's first token names the window it came from."""
+    return np.arange(n_windows * seq_len + 1, dtype=np.uint16)
+
+
+def window_ids(batch: np.ndarray, seq_len: int) -> list[int]:
+    assert (batch == batch[:, :1] + np.arange(batch.shape[1])).all()  # each row: consecutive tokens
+    return (batch[:, 0] // seq_len).tolist()
+
+
+def test_batch_dtype_shape_and_determinism():
+    tokens = arange_tokens(50, 8)
+    batch = data.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4)
+    assert batch.dtype == np.int32 and batch.shape == (6, 9)
+    np.testing.assert_array_equal(batch, data.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4))
+    assert not np.array_equal(batch, data.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=5))
+    assert not np.array_equal(batch, data.get_batch(tokens, batch_size=6, seq_len=8, seed=4, step=4))
+
+
+def test_restart_at_step_gives_the_same_batch():
+    tokens = arange_tokens(37, 4)
+    run = [data.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=s) for s in range(20)]
+    data._epoch_permutation.cache_clear()  # a restarted process starts with no cached state
+    for step in (13, 7, 19):
+        np.testing.assert_array_equal(data.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=step), run[step])
+
+
+def test_processes_split_the_global_batch_without_overlap():
+    tokens = arange_tokens(40, 4)
+    for step in range(6):
+        whole = data.get_batch(tokens, batch_size=8, seq_len=4, seed=1, step=step)
+        parts = [data.get_batch(tokens, batch_size=8, seq_len=4, seed=1, step=step, process_index=p, process_count=4)
+                 for p in range(4)]
+        assert all(p.shape == (2, 5) for p in parts)
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+        assert len(set(window_ids(whole, 4))) == 8
+
+
+def test_each_epoch_covers_every_window_once():
+    n_windows, seq_len, batch_size = 30, 4, 6
+    tokens = arange_tokens(n_windows, seq_len)
+    epochs = []
+    for epoch in range(2):
+        seen = []
+        for step in range(epoch * 5, (epoch + 1) * 5):
+            seen += window_ids(data.get_batch(tokens, batch_size=batch_size, seq_len=seq_len, seed=0, step=step), seq_len)
+        assert sorted(seen) == list(range(n_windows))
+        epochs.append(seen)
+    assert epochs[0] != epochs[1]  # each epoch is shuffled anew
+    assert epochs[0] != list(range(n_windows))
+
+
+def test_batches_straddle_epochs_when_they_do_not_divide_the_split():
+    tokens = arange_tokens(7, 4)
+    seen = []
+    for step in range(7):  # 7 steps x 3 rows = 3 epochs of 7 windows
+        seen += window_ids(data.get_batch(tokens, batch_size=3, seq_len=4, seed=2, step=step), 4)
+    for epoch in range(3):
+        assert sorted(seen[epoch * 7:(epoch + 1) * 7]) == list(range(7))
+
+
+def test_eval_batches_are_consecutive_windows_in_file_order():
+    tokens = arange_tokens(10, 4)
+    assert window_ids(data.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1), 4) == [4, 5, 6, 7]
+    assert window_ids(data.get_eval_batch(tokens, batch_size=4, seq_len=4, index=2), 4) == [8, 9, 0, 1]
+    part = data.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1, process_index=1, process_count=2)
+    assert part.dtype == np.int32 and window_ids(part, 4) == [6, 7]
+
+
+def test_errors_name_the_numbers():
+    with pytest.raises(ValueError, match=r"10 tokens.*seq_len \+ 1 = 11"):
+        data.get_batch(np.zeros(10, np.uint16), batch_size=2, seq_len=10, seed=0, step=0)
+    with pytest.raises(ValueError, match="batch_size 6 is not divisible by process_count 4"):
+        data.get_eval_batch(arange_tokens(10, 4), batch_size=6, seq_len=4, index=0, process_count=4)
+
+
+def test_batches_from_encoded_data(workdir):
+    tokens = data.load_tokens(workdir / "data", "train")
+    batch = data.get_batch(tokens, batch_size=4, seq_len=16, seed=0, step=0)
+    assert batch.shape == (4, 17) and batch.dtype == np.int32
+    for row in batch:  # every row is one of the stride-16 windows of the file
+        assert any(np.array_equal(tokens[start:start + 17], row) for start in range(0, len(tokens) - 16, 16))
