@@ -42,8 +42,13 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
     after the test's own `check` returned. The 128-bit nonce exists only in the harness's
     frames; the audit hook (which cannot be removed) refuses sys._getframe, tb/gi/cr/ag_frame,
     settrace/setprofile, gc.get_objects/referrers/referents, replacing __code__ and loading
-    ctypes or cffi, and the worker never loads ctypes itself. Exits of any kind, atexit,
-    SystemExit/KeyboardInterrupt, printing, and writing to any fd therefore yield "failed".
+    ctypes or cffi, and the worker never loads ctypes itself. Three trusted readers may call
+    sys._getframe: collections.namedtuple and typing._caller (they read the caller's
+    `__name__`) and the harness's own logging.Logger.findCaller (file, line and function
+    name; the standard one hands frames to module attributes a sample can replace, so it is
+    swapped out). None of them passes a frame to code a sample controls, so sample code is
+    never handed a frame. Exits of any kind, atexit, SystemExit/KeyboardInterrupt, printing,
+    and writing to any fd therefore yield "failed".
 
 Not covered:
   * Gaming the test itself (returning an object whose __eq__ is always true, shadowing a

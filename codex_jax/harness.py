@@ -36,11 +36,12 @@ import typing
 from typing import Any, Callable
 
 # Imported once per worker so that samples do not pay for them (none of them imports ctypes).
+# Every module here makes each fork and exit a little dearer (more pages to map and tear
+# down), so rarely used ones (doctest: 23 modules) are left for the samples that want them.
 PREIMPORTED_MODULES = (
-    "array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal",
-    "doctest", "enum", "fractions", "functools", "hashlib", "heapq", "inspect", "itertools", "json",
-    "logging", "math", "operator", "random", "re", "statistics", "string", "textwrap", "typing",
-    "unicodedata",
+    "array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal", "enum",
+    "fractions", "functools", "hashlib", "heapq", "inspect", "itertools", "json", "logging", "math",
+    "operator", "random", "re", "statistics", "string", "textwrap", "typing", "unicodedata",
 )
 FILE_SIZE_LIMIT_BYTES = 16 * 2**20  # RLIMIT_FSIZE: largest file a sample may write
 OPEN_FILES_LIMIT = 64  # RLIMIT_NOFILE
@@ -58,34 +59,62 @@ FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi"})
 
 
-def _trusted_frame_users() -> tuple[frozenset, frozenset]:
-    """Code objects of standard-library functions that call sys._getframe only to read a name.
+def make_logging_find_caller() -> Callable[..., tuple[str, int, str, str | None]]:
+    """A `logging.Logger.findCaller` that reads file, line and name without handing out a frame.
 
-    `collections.namedtuple` and `typing` read the caller's `__name__`; `logging` walks frames
-    inside `Logger.findCaller` to report a file and line. None of them hands a frame back, so
-    allowing them keeps namedtuple, dataclasses, NamedTuple, inspect, doctest, logging and
-    numpy usable while a sample's own `sys._getframe` (or `inspect.currentframe`) is refused.
-    Returns (codes that may call sys._getframe, codes whose direct caller must be trusted too).
+    The standard one passes the frames it walks to `logging._is_internal_frame` and
+    `traceback.print_stack`, module attributes a sample can replace to receive the harness's
+    frames (and the nonce in them). This one calls nothing a sample can replace: the frame
+    getter and logging's file name are bound here, and `stack_info` lists file, line and
+    function of each frame without source lines.
     """
-    direct = {collections.namedtuple.__code__, typing._caller.__code__}
-    via_caller = set()
-    if getattr(logging.currentframe, "__name__", "") == "<lambda>":  # lambda: sys._getframe(1)
-        via_caller.add(logging.currentframe.__code__)
-        direct.add(logging.Logger.findCaller.__code__)
-    return frozenset(direct), frozenset(via_caller)
+    getframe, logging_file = sys._getframe, logging._srcfile
+
+    def find_caller(self, stack_info: bool = False, stacklevel: int = 1) -> tuple[str, int, str, str | None]:
+        frame = getframe(0)
+        while stacklevel > 0 and frame.f_back is not None:
+            frame = frame.f_back
+            filename = frame.f_code.co_filename
+            if filename != logging_file and not ("importlib" in filename and "_bootstrap" in filename):
+                stacklevel -= 1
+        code, lineno, stack = frame.f_code, frame.f_lineno, None
+        if stack_info:
+            lines = []
+            while frame is not None:
+                lines.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}')
+                frame = frame.f_back
+            stack = "Stack (most recent call last):\n" + "\n".join(reversed(lines))
+        frame = None
+        return code.co_filename, lineno, code.co_name, stack
+
+    return find_caller
 
 
-def make_audit_hook() -> Callable[[str, tuple], None]:
+def trusted_frame_users(find_caller: Callable) -> frozenset:
+    """Code objects that may call sys._getframe: they read a name from the frame, never hand it on.
+
+    `collections.namedtuple` and `typing._caller` read the caller's `__name__` (through the
+    frame's real globals dict); `find_caller` (from `make_logging_find_caller`, installed as
+    `logging.Logger.findCaller`) reads file names and line numbers. This keeps namedtuple,
+    dataclasses, NamedTuple and logging usable while a sample's own `sys._getframe`
+    (`inspect.currentframe`, `logging.currentframe`, `traceback.walk_stack`) is refused.
+    """
+    return frozenset({collections.namedtuple.__code__, typing._caller.__code__, find_caller.__code__})
+
+
+def make_audit_hook(trusted: frozenset) -> Callable[[str, tuple], None]:
     """An audit hook that refuses the ways Python code reaches the harness's frames and memory.
 
     Everything it uses is bound in its closure, so a sample that replaces builtins or module
     attributes cannot change what it does, and hooks cannot be removed once added. The one
-    exception to the frame rule: `sys._getframe` called by a trusted standard-library function
-    (see `_trusted_frame_users`), checked by looking at the calling frame from inside the hook.
+    exception to the frame rule: `sys._getframe` called by code in `trusted` (see
+    `trusted_frame_users`), checked by looking at the calling frame from inside the hook.
+    Every audited event (each compile, exec, id(), open, ...) runs this hook, so events it
+    does not judge leave after one set lookup.
     """
     blocked, frame_attributes, module_marks = BLOCKED_EVENTS, FRAME_ATTRIBUTES, BLOCKED_MODULE_MARKS
+    judged = BLOCKED_EVENTS | {"sys._getframe", "object.__getattr__", "object.__setattr__", "import"}
     denied, refused_import, text = PermissionError, ImportError, str
-    trusted, trusted_via_caller = _trusted_frame_users()
     getframe, thread_id = sys._getframe, _thread.get_ident
     inside: set[int] = set()  # threads where the hook itself is looking at frames: their events pass
 
@@ -93,20 +122,21 @@ def make_audit_hook() -> Callable[[str, tuple], None]:
         inside.add(thread_id())
         try:
             caller = getframe(2)  # 0: this function, 1: the hook, 2: whoever called sys._getframe
-            code = caller.f_code
-            if code in trusted_via_caller:
-                code = caller.f_back.f_code if caller.f_back is not None else None
-            return code in trusted
+            return caller.f_code in trusted
         finally:
             caller = None
             inside.discard(thread_id())
 
     def hook(event: str, args: tuple) -> None:
+        if event not in judged:
+            if event.startswith("ctypes."):
+                raise denied(f"{event} is not allowed in the sandbox")
+            return
         if inside and thread_id() in inside:
             return
         if event == "sys._getframe" and called_by_trusted_code():
             return
-        if event in blocked or event.startswith("ctypes."):
+        if event in blocked:
             raise denied(f"{event} is not allowed in the sandbox")
         if event == "object.__getattr__" and args[1] in frame_attributes:
             raise denied(f"reading {args[1]} is not allowed in the sandbox")
@@ -171,7 +201,9 @@ def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid
         os.setresuid(sample_uid, sample_uid, sample_uid)  # drops every capability
     os.environ.clear()
     os.environ.update(SAMPLE_ENVIRONMENT, HOME=task_dir, TMPDIR=task_dir)
-    sys.addaudithook(make_audit_hook())
+    find_caller = make_logging_find_caller()
+    logging.Logger.findCaller = find_caller  # the standard one hands frames to replaceable code
+    sys.addaudithook(make_audit_hook(trusted_frame_users(find_caller)))
 
 
 def _parse_message(tail: bytes, nonce: bytes) -> tuple[bytes, str] | None:

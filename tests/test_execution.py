@@ -82,3 +82,44 @@ def test_standard_library_frame_users_still_work(name):
 def test_frames_are_not_handed_to_samples(name):
     result = execution.check_correctness(PROBLEM, FRAME_GRABS[name], timeout=5.0)
     assert result["result"] == "failed: sys._getframe is not allowed in the sandbox"
+
+
+def test_logging_reports_its_caller_in_the_sandbox():
+    completion = (
+        "    import logging\n"
+        "    records = []\n"
+        "    class Keep(logging.Handler):\n"
+        "        def emit(self, record):\n"
+        "            records.append(record)\n"
+        "    log = logging.getLogger('sample')\n"
+        "    log.addHandler(Keep())\n"
+        "    log.propagate = False\n"
+        "    log.warning('adding', stack_info=True)\n"
+        "    record = records[0]\n"
+        "    assert (record.funcName, record.lineno) == ('add', 10), (record.funcName, record.lineno)\n"
+        "    assert record.stack_info.endswith('line 10, in add'), record.stack_info\n"
+        "    return a + b\n")
+    assert execution.check_correctness(PROBLEM, completion, timeout=5.0)["result"] == "passed"
+
+
+LOGGING_FRAME_THEFTS = {  # logging's own findCaller hands the frames it walks to these replaceable names
+    "is_internal_frame": ("logging._is_internal_frame = steal\n"
+                          "logging.getLogger('x').warning('hi')\n"),
+    "traceback_print_stack": ("logging.traceback = type('T', (), {'print_stack': staticmethod(lambda f, file: steal(f))})\n"
+                              "logging.getLogger('x').warning('hi', stack_info=True)\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOGGING_FRAME_THEFTS))
+def test_logging_does_not_hand_harness_frames_to_samples(name):
+    steal = ("    return a - b\n"
+             "import logging, os\n"
+             "def steal(frame):\n"
+             "    while frame is not None:\n"
+             "        if 'nonce' in frame.f_locals:\n"
+             "            os.write(frame.f_locals['result_fd'], frame.f_locals['nonce'] + b'P')\n"
+             "            os._exit(0)\n"
+             "        frame = frame.f_back\n"
+             "    return False\n")
+    result = execution.check_correctness(PROBLEM, steal + LOGGING_FRAME_THEFTS[name], timeout=5.0)
+    assert result["result"] == "failed: add(2, 3) is wrong"
