@@ -14,13 +14,10 @@ end to end, and process p of P takes rows p*B/P .. (p+1)*B/P - 1 of that global 
 Validation takes consecutive windows in file order, so every evaluation scores the same tokens.
 """
 
-import collections
 import functools
 import gzip
 import hashlib
 import json
-import multiprocessing
-import multiprocessing.pool
 import os
 import time
 from typing import Iterator
@@ -30,11 +27,11 @@ import numpy as np
 import tqdm
 from absl import logging
 
+from codex_jax import parallel
 from codex_jax import tokenizer as tokenizer_lib
 
 SPLITS = ("train", "val")
 _CHUNK_DOCUMENTS = 32  # documents per task sent to an encoding worker
-_CHUNKS_IN_FLIGHT_PER_WORKER = 4  # bounds memory: at most this many chunks queued per worker
 
 _worker_tokenizer: tokenizer_lib.Tokenizer | None = None
 
@@ -49,41 +46,30 @@ def _init_worker(tokenizer_path: str) -> None:
     _worker_tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
 
 
-def _encode_chunk(lines: list[str]) -> tuple[np.ndarray, int]:
-    """JSONL lines -> (ids of every document, each followed by eod; UTF-8 bytes of the contents)."""
-    ids: list[int] = []
-    n_bytes = 0
-    for line in lines:
-        content = json.loads(line)["content"]
-        n_bytes += len(content.encode("utf-8"))
-        ids.extend(_worker_tokenizer.encode(content))
-        ids.append(_worker_tokenizer.eod_id)
-    return np.asarray(ids, dtype=np.uint32), n_bytes
+def _encode_line(line: str) -> tuple[np.ndarray, int]:
+    """A JSONL line -> (ids of its document followed by eod, uint32; UTF-8 bytes of the content)."""
+    content = json.loads(line)["content"]
+    ids = _worker_tokenizer.encode(content)
+    ids.append(_worker_tokenizer.eod_id)
+    return np.asarray(ids, dtype=np.uint32), len(content.encode("utf-8"))
 
 
-def _line_chunks(jsonl_path: str, progress: tqdm.tqdm) -> Iterator[list[str]]:
-    """Non-blank lines of a .jsonl.gz file in chunks; advances `progress` by compressed bytes read."""
+def _lines(jsonl_path: str, progress: tqdm.tqdm) -> Iterator[str]:
+    """Non-blank lines of a .jsonl.gz file; advances `progress` by compressed bytes read."""
     with open(jsonl_path, "rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
-        chunk: list[str] = []
         for line in text:
             if line.strip():
-                chunk.append(line)
-            if len(chunk) == _CHUNK_DOCUMENTS:
-                yield chunk
-                chunk = []
-                progress.update(raw.tell() - progress.n)
-        if chunk:
-            yield chunk
+                yield line
+            progress.update(raw.tell() - progress.n)
         progress.update(raw.tell() - progress.n)
 
 
-def encode_split(pool: multiprocessing.pool.Pool, jsonl_path: str | os.PathLike, bin_path: str | os.PathLike,
-                 dtype: np.dtype, max_in_flight: int) -> dict[str, int]:
-    """Encodes a corpus split into a token file, streaming, on the workers of `pool`.
+def encode_split(jsonl_path: str | os.PathLike, bin_path: str | os.PathLike, tokenizer_path: str | os.PathLike,
+                 dtype: np.dtype, n_workers: int) -> dict[str, int]:
+    """Encodes a corpus split into a token file, streaming, on `n_workers` processes (0 = every core).
 
-    Documents keep their order (chunks are encoded in parallel, written in order), at most
-    `max_in_flight` chunks are read ahead; the file is written under a temporary name and renamed
-    when complete.
+    Documents keep their order (encoded in parallel, written in order; parallel.ordered_map reads
+    only a few chunks ahead); the file is written under a temporary name and renamed when complete.
 
     Returns:
         {"n_tokens", "n_documents", "n_bytes"}: ids written (eod included), documents, and UTF-8
@@ -92,28 +78,16 @@ def encode_split(pool: multiprocessing.pool.Pool, jsonl_path: str | os.PathLike,
     jsonl_path, bin_path = os.fspath(jsonl_path), os.fspath(bin_path)
     counts = {"n_tokens": 0, "n_documents": 0, "n_bytes": 0}
     temp_path = f"{bin_path}.tmp.{os.getpid()}"
-    progress = tqdm.tqdm(total=os.path.getsize(jsonl_path), unit="B", unit_scale=True,
-                         desc=f"encode {os.path.basename(jsonl_path)}")
-
-    def write_oldest(pending: collections.deque, out) -> None:
-        n_documents, result = pending.popleft()
-        ids, n_bytes = result.get()
-        out.write(ids.astype(dtype).tobytes())
-        counts["n_tokens"] += len(ids)
-        counts["n_documents"] += n_documents
-        counts["n_bytes"] += n_bytes
-        progress.set_postfix(tokens=counts["n_tokens"], refresh=False)
-
-    with open(temp_path, "wb") as out:
-        pending: collections.deque = collections.deque()
-        # Pool.imap would read the whole file ahead of the workers; a bounded window keeps memory flat
-        for chunk in _line_chunks(jsonl_path, progress):
-            pending.append((len(chunk), pool.apply_async(_encode_chunk, (chunk,))))
-            if len(pending) >= max_in_flight:
-                write_oldest(pending, out)
-        while pending:
-            write_oldest(pending, out)
-    progress.close()
+    with tqdm.tqdm(total=os.path.getsize(jsonl_path), unit="B", unit_scale=True,
+                   desc=f"encode {os.path.basename(jsonl_path)}") as progress, open(temp_path, "wb") as out:
+        for ids, n_bytes in parallel.ordered_map(_encode_line, _lines(jsonl_path, progress), n_workers=n_workers,
+                                                 chunk_size=_CHUNK_DOCUMENTS, initializer=_init_worker,
+                                                 initargs=(os.fspath(tokenizer_path),)):
+            out.write(ids.astype(dtype).tobytes())
+            counts["n_tokens"] += len(ids)
+            counts["n_documents"] += 1
+            counts["n_bytes"] += n_bytes
+            progress.set_postfix(tokens=counts["n_tokens"], refresh=False)
     os.replace(temp_path, bin_path)
     return counts
 
@@ -139,18 +113,14 @@ def encode_corpus(corpus_dir: str | os.PathLike, tokenizer_path: str | os.PathLi
     dtype = token_dtype(tokenizer.vocab_size)
     meta = {"dtype": dtype.name, "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eod_id,
             "pad_id": tokenizer.pad_id, "tokenizer_sha256": _file_sha256(tokenizer_path)}
-    n_workers = n_workers or tokenizer_lib.available_cores()
-    # spawn, not fork: the caller may have started JAX's threads, which a fork would copy mid-flight
-    with multiprocessing.get_context("spawn").Pool(n_workers, _init_worker, (os.fspath(tokenizer_path),)) as pool:
-        for split in SPLITS:
-            start = time.perf_counter()
-            meta[split] = counts = encode_split(pool, os.path.join(corpus_dir, f"{split}.jsonl.gz"),
-                                                os.path.join(data_dir, f"{split}.bin"), dtype,
-                                                n_workers * _CHUNKS_IN_FLIGHT_PER_WORKER)
-            seconds = time.perf_counter() - start
-            logging.info("data: %s: %d documents, %d tokens, %.2f bytes/token, %.1f s (%.1f MB/s)", split,
-                         counts["n_documents"], counts["n_tokens"], counts["n_bytes"] / max(counts["n_tokens"], 1),
-                         seconds, counts["n_bytes"] / 1e6 / max(seconds, 1e-9))
+    for split in SPLITS:
+        start = time.perf_counter()
+        meta[split] = counts = encode_split(os.path.join(corpus_dir, f"{split}.jsonl.gz"),
+                                            os.path.join(data_dir, f"{split}.bin"), tokenizer_path, dtype, n_workers)
+        seconds = time.perf_counter() - start
+        logging.info("data: %s: %d documents, %d tokens, %.2f bytes/token, %.1f s (%.1f MB/s)", split,
+                     counts["n_documents"], counts["n_tokens"], counts["n_bytes"] / max(counts["n_tokens"], 1),
+                     seconds, counts["n_bytes"] / 1e6 / max(seconds, 1e-9))
     _write_json_atomic(meta_path, meta)
     return data_dir
 
@@ -223,6 +193,21 @@ def _process_rows(batch_size: int, process_index: int, process_count: int) -> np
     return np.arange(process_index * rows, (process_index + 1) * rows, dtype=np.int64)
 
 
+def shuffled_indices(n_items: int, *, batch_size: int, seed: int, step: int, process_index: int = 0,
+                     process_count: int = 1) -> np.ndarray:
+    """Item indices of this process's rows at `step`: items [step*B, (step+1)*B) of the
+    concatenated per-epoch permutations of range(n_items), keyed by (seed, epoch). int64[B // P]."""
+    if batch_size % process_count:
+        raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+    global_items = step * batch_size + _process_rows(batch_size, process_index, process_count)
+    epochs, positions = np.divmod(global_items, n_items)
+    items = np.empty_like(positions)
+    for epoch in np.unique(epochs):
+        in_epoch = epochs == epoch
+        items[in_epoch] = _epoch_permutation(n_items, seed, int(epoch))[positions[in_epoch]]
+    return items
+
+
 def get_batch(tokens: np.ndarray, *, batch_size: int, seq_len: int, seed: int, step: int,
               process_index: int = 0, process_count: int = 1) -> np.ndarray:
     """This process's rows of the global training batch of `step` (see the module docstring).
@@ -231,12 +216,8 @@ def get_batch(tokens: np.ndarray, *, batch_size: int, seq_len: int, seed: int, s
         int32 [batch_size // process_count, seq_len + 1]: inputs are [:, :-1], targets [:, 1:].
     """
     n_windows = _num_windows(tokens, seq_len, batch_size, process_count)
-    global_windows = step * batch_size + _process_rows(batch_size, process_index, process_count)
-    epochs, positions = np.divmod(global_windows, n_windows)
-    windows = np.empty_like(positions)
-    for epoch in np.unique(epochs):
-        in_epoch = epochs == epoch
-        windows[in_epoch] = _epoch_permutation(n_windows, seed, int(epoch))[positions[in_epoch]]
+    windows = shuffled_indices(n_windows, batch_size=batch_size, seed=seed, step=step,
+                               process_index=process_index, process_count=process_count)
     return _gather(tokens, windows, seq_len)
 
 

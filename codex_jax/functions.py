@@ -21,29 +21,48 @@ import ast
 import builtins
 import collections
 import dataclasses
+import functools
 import hashlib
 import json
-import logging
 import os
 import time
-from typing import Any, Iterator
+from typing import Any
+
+import ml_collections
+import tqdm
+from absl import logging
 
 from codex_jax import jsonl
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
-# `check` for a function whose docstring has doctests: the examples must all pass, and there
-# must be some (a docstring whose examples failed to parse would otherwise pass vacuously).
+# `check` for a function whose docstring has doctests: every example must give its expected
+# output (or exception), and there must be some (unparsable examples would pass vacuously).
+# Examples run as doctest runs them (compiled in "single" mode, stdout captured, compared by
+# doctest's OutputChecker), but without DocTestRunner, whose pdb and sys.settrace handling the
+# sandbox refuses.
 DOCTEST_CHECK = '''
 
 def check(candidate):
-    import doctest
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    tests = doctest.DocTestFinder(recurse=False).find(candidate, globs=dict(globals()))
-    assert sum(len(test.examples) for test in tests) > 0, "no doctest examples"
-    for test in tests:
-        runner.run(test, out=lambda text: None)
-    assert runner.failures == 0, f"{runner.failures} doctest examples failed"
+    import doctest, io, sys, traceback
+    examples = doctest.DocTestParser().get_examples(candidate.__doc__ or "")
+    assert examples, "no doctest examples"
+    checker, flags, globs = doctest.OutputChecker(), doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, dict(globals())
+    for example in examples:
+        stdout, sys.stdout = sys.stdout, io.StringIO()
+        try:
+            exec(compile(example.source, "<doctest>", "single"), globs)
+            got, raised = sys.stdout.getvalue(), None
+        except Exception as error:
+            got, raised = sys.stdout.getvalue(), traceback.format_exception_only(type(error), error)[-1]
+        finally:
+            sys.stdout = stdout
+        if example.exc_msg is None:
+            assert raised is None, f"{example.source.strip()} raised {raised.strip()}"
+            assert checker.check_output(example.want, got, flags), f"{example.source.strip()} gave {got!r}"
+        else:
+            assert raised is not None and checker.check_output(example.exc_msg, raised, flags), \\
+                f"{example.source.strip()} did not raise {example.exc_msg.strip()}"
 '''
 
 
@@ -180,3 +199,88 @@ def extract_functions(path: str, source: str, limits: Limits = Limits()) -> tupl
             "has_doctest": has_doctest,
         })
     return problems, dropped
+
+
+def _extract_record(record: dict[str, Any], limits: Limits) -> tuple[list[dict[str, Any]], collections.Counter]:
+    return extract_functions(record["path"], record["content"], limits)
+
+
+def _write_json_atomically(path: str, value: Any) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def verify_doctests(problems: list[dict[str, Any]], timeout: float, n_workers: int = 0) -> list[bool]:
+    """Runs each problem's doctest `check` on its own completion in the sandboxed executor."""
+    from codex_jax import execution  # starts no JAX; workers only when there is something to run
+
+    jobs = [execution.Job(i, p, p["completion"], timeout) for i, p in enumerate(problems) if p["test"]]
+    verified = [False] * len(problems)
+    if jobs:
+        with execution.ExecutorPool(n_workers=n_workers) as pool:
+            for job, result in tqdm.tqdm(pool.run(jobs), total=len(jobs), desc="doctests", unit="fn"):
+                verified[job.key] = result["passed"]
+    return verified
+
+
+def build_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
+    """Extracts, filters, deduplicates, decontaminates and verifies functions of the corpus.
+
+    Writes W/sft/{train,val}.jsonl and, last, W/sft/stats.json; returns the stats.
+    """
+    from codex_jax import corpus, dedup, parallel, problems as problems_lib  # corpus builds when missing
+
+    start = time.perf_counter()
+    workdir = os.fspath(workdir)
+    corpus_dir = corpus.ensure_corpus(config, workdir)
+    settings = config.functions
+    limits = Limits(settings.min_docstring_chars, settings.max_body_lines, settings.max_chars)
+    evaluation = problems_lib.read_problems(config.eval.problem_file or None)
+    index = dedup.ProblemIndex(evaluation.values(), config.corpus.decontam_ngram)
+    out_dir = os.path.join(workdir, "sft")
+    os.makedirs(out_dir, exist_ok=True)
+    seen: set[bytes] = set()
+    stats: dict[str, Any] = {"dropped": collections.Counter(), "splits": {}, "decontaminated_by": collections.Counter()}
+    for split in ("train", "val"):
+        kept = []
+        records = jsonl.read_jsonl(os.path.join(corpus_dir, f"{split}.jsonl.gz"))
+        extracted = parallel.ordered_map(functools.partial(_extract_record, limits=limits), records,
+                                         n_workers=settings.n_workers, chunk_size=8)
+        extracted = tqdm.tqdm(extracted, desc=f"functions {split}", unit="file")
+        for found, dropped in extracted:
+            stats["dropped"].update(dropped)
+            for problem in found:
+                key = hashlib.blake2b((problem["prompt"] + problem["completion"]).encode(), digest_size=16).digest()
+                if key in seen:
+                    stats["dropped"]["duplicate"] += 1
+                    continue
+                seen.add(key)
+                shared = index.shared_problems(problem["prompt"] + problem["completion"])
+                if shared:
+                    stats["dropped"]["decontaminated"] += 1
+                    stats["decontaminated_by"].update(shared)
+                    continue
+                kept.append(problem)
+        verified = verify_doctests(kept, config.eval.timeout, config.eval.n_workers) \
+            if settings.verify_doctests else [False] * len(kept)
+        for problem, ok in zip(kept, verified):
+            problem["verified"] = ok
+        jsonl.write_jsonl(os.path.join(out_dir, f"{split}.jsonl"), kept)
+        with_doctest = sum(p["has_doctest"] for p in kept)
+        stats["splits"][split] = {"functions": len(kept), "with_doctest": with_doctest,
+                                  "doctest_verified": sum(verified), "doctest_failed": with_doctest - sum(verified)}
+        logging.info("functions %s: %d kept, %d with doctests, %d verified", split, len(kept), with_doctest,
+                     sum(verified))
+    stats["limits"] = dataclasses.asdict(limits)
+    stats["elapsed_s"] = round(time.perf_counter() - start, 1)
+    _write_json_atomically(os.path.join(out_dir, "stats.json"), stats)
+    return stats
+
+
+def ensure_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
+    """W/sft, built first unless its stats.json (the completion marker) exists."""
+    out_dir = os.path.join(os.fspath(workdir), "sft")
+    if not os.path.exists(os.path.join(out_dir, "stats.json")):
+        build_functions(config, workdir)
+    return out_dir

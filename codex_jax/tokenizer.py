@@ -36,6 +36,7 @@ import sentencepiece as spm
 from absl import logging
 
 from codex_jax import jsonl
+from codex_jax import parallel
 
 SPACE_MARKER = "\u2581"  # sentencepiece's symbol for a space inside pieces
 PAD_ID, UNK_ID, EOD_ID = 0, 1, 2
@@ -71,13 +72,6 @@ TRAINER_OPTIONS = dict(
     eos_piece=EOD_PIECE,
     minloglevel=1,  # warnings only: the trainer's INFO log is thousands of lines
 )
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask where the OS has one, as on Linux)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 class Tokenizer:
@@ -180,7 +174,7 @@ def train_from_documents(documents: list[str], vocab_size: int, num_threads: int
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(delimited), model_writer=model, vocab_size=vocab_size,
         max_sentence_length=max(len(d.encode("utf-8")) for d in delimited) + 1,
-        num_threads=num_threads or available_cores(), **TRAINER_OPTIONS)
+        num_threads=num_threads or parallel.available_cores(), **TRAINER_OPTIONS)
     return Tokenizer(model.getvalue())
 
 

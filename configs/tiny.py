@@ -72,23 +72,42 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- train.py: pretraining -----------------------------------------------------------------
     config.train = train = ml_collections.ConfigDict()
-    train.steps = 400
-    train.batch_size = 16  # sequences per optimizer step, across all devices and hosts
+    train.steps = 200  # 200 x 8 x 256 = 410k tokens: ~3.5 minutes at 2,000 tokens/s on 2 CPU cores
+    train.batch_size = 8  # sequences per optimizer step, across all devices and hosts
     train.seq_len = 256  # tokens per sequence
     train.lr = 1e-3  # peak learning rate, reached after warmup, then cosine decay to lr * 0.1
-    train.warmup_steps = 40
+    train.warmup_steps = 20
     train.weight_decay = 0.1  # AdamW, as Codex; not applied to norms and biases
     train.grad_clip = 1.0  # global-norm clipping
     train.grad_accum = 1  # micro-batches per optimizer step (batch_size must divide evenly)
     train.log_every = 10  # steps between metrics.jsonl lines
     train.eval_every = 100  # steps between validation passes
-    train.eval_batches = 8  # validation batches per pass
+    train.eval_batches = 8  # validation batches per pass (of batch_size / grad_accum sequences)
     train.peak_flops = 0.0  # FLOP/s per device for MFU; 0 = look up from the device kind
+    #                          (bfloat16 data-sheet peak), or measure a float32 matmul on CPUs
+    train.tensorboard = False  # also write TensorBoard event files beside metrics.jsonl
+    #                            (<metrics>_tensorboard/; needs `pip install tensorboardX`)
 
     # --- checkpoint.py -------------------------------------------------------------------------
     config.checkpoint = checkpoint = ml_collections.ConfigDict()
     checkpoint.every_steps = 100
     checkpoint.keep = 2
+
+    # --- functions.py: Codex-S fine-tuning pairs (prompt = imports + signature + docstring) ------
+    config.functions = functions = ml_collections.ConfigDict()
+    functions.min_docstring_chars = 16  # shorter docstrings state no task
+    functions.max_body_lines = 40
+    functions.max_chars = 1000  # prompt + completion; ~250 tokens, so a pair fits train.seq_len
+    functions.verify_doctests = True  # run docstring examples in the sandbox; `verified` marks passes
+    functions.n_workers = 0  # extraction processes; 0 = every core
+
+    # --- finetune.py: supervised fine-tuning; these keys override config.train ----------------
+    config.finetune = finetune = ml_collections.ConfigDict()
+    finetune.steps = 100
+    finetune.lr = 1e-4  # Codex-S: a tenth of the pretraining rate
+    finetune.warmup_steps = 10
+    finetune.eval_every = 50
+    finetune.eval_batches = 4
 
     # --- sampling.py, completions.py: completions for the evaluation problems -----------------
     config.sample = sample = ml_collections.ConfigDict()

@@ -1,15 +1,10 @@
-import contextlib
 import json
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
 
-import codex_jax
 from codex_jax import data, jsonl, tokenizer as tokenizer_lib
-from configs import tiny
 
 
 def make_documents(n: int, seed: int) -> list[str]:
@@ -20,62 +15,50 @@ def make_documents(n: int, seed: int) -> list[str]:
         for i in range(n)]
 
 
-TRAIN_DOCUMENTS = make_documents(100, seed=0)  # > 2 chunks of 32: order across workers is tested
-VAL_DOCUMENTS = make_documents(7, seed=1)
+DOCUMENTS = make_documents(110, seed=0)
 
 
-def write_corpus(workdir) -> None:
-    """A finished corpus stage's output in workdir/corpus (stats.json is the stand-in's business)."""
-    (workdir / "corpus").mkdir()
-    for split, documents in (("train", TRAIN_DOCUMENTS), ("val", VAL_DOCUMENTS)):
-        jsonl.write_jsonl(workdir / "corpus" / f"{split}.jsonl.gz",
-                          [{"path": f"{split}/{i}.py", "content": d} for i, d in enumerate(documents)])
-
-
-@contextlib.contextmanager
-def stand_in_corpus_stage(workdir):
-    """Replaces codex_jax.corpus by a module whose ensure_corpus returns workdir/corpus and counts calls."""
-    calls = []
-    module = types.ModuleType("codex_jax.corpus")
-    module.ensure_corpus = lambda config, w: calls.append(w) or str(workdir / "corpus")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sys.modules, "codex_jax.corpus", module)
-        patch.setattr(codex_jax, "corpus", module, raising=False)  # in case the real one was imported
-        yield calls
-
-
-def small_config():
-    config = tiny.get_config()
-    config.data.n_workers = 2
+def corpus_config(folder_source, folder, data_workers: int):
+    """The tiny config over a folder of DOCUMENTS, a 400-id tokenizer and ~10% validation files."""
+    config = folder_source(folder, {f"pkg/m{i:03d}.py": d for i, d in enumerate(DOCUMENTS)})
+    config.corpus.val_fraction = 0.1
+    config.tokenizer.vocab_size = 400
+    config.data.n_workers = data_workers
     return config
 
 
+def corpus_split(workdir, split: str) -> list[str]:
+    """The documents of a corpus split, in file order."""
+    return [r["content"] for r in jsonl.read_jsonl(workdir / "corpus" / f"{split}.jsonl.gz")]
+
+
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A workdir whose data was built by ensure_data (2 workers) over a stand-in corpus stage."""
-    workdir = tmp_path_factory.mktemp("work")
-    write_corpus(workdir)
-    tokenizer_lib.write_model(tokenizer_lib.train_from_documents(TRAIN_DOCUMENTS, 400, num_threads=1),
-                              workdir / "tokenizer.model")
-    with stand_in_corpus_stage(workdir) as calls:
-        assert data.ensure_data(small_config(), workdir) == os.path.join(workdir, "data")
-        n_calls = len(calls)
-        meta_mtime = os.stat(workdir / "data" / "meta.json").st_mtime_ns
-        data.ensure_data(small_config(), workdir)  # complete: returns without touching the corpus or files
-        assert len(calls) == n_calls and os.stat(workdir / "data" / "meta.json").st_mtime_ns == meta_mtime
+def workdir(tmp_path_factory, folder_source):
+    """A workdir whose corpus, tokenizer and data ensure_data built (data on 2 workers)."""
+    root = tmp_path_factory.mktemp("data")
+    config, workdir = corpus_config(folder_source, root / "src", data_workers=2), root / "work"
+    assert data.ensure_data(config, workdir) == os.path.join(workdir, "data")
+    train, val = corpus_split(workdir, "train"), corpus_split(workdir, "val")
+    assert sorted(train + val) == sorted(DOCUMENTS) and len(val) >= 3
+    assert len(train) > 2 * data._CHUNK_DOCUMENTS  # several chunks: their order across workers is tested
+    markers = [workdir / p for p in ("corpus/stats.json", "tokenizer.model", "data/meta.json")]
+    mtimes = [os.stat(p).st_mtime_ns for p in markers]
+    data.ensure_data(config, workdir)  # complete: returns without touching any stage's files
+    assert [os.stat(p).st_mtime_ns for p in markers] == mtimes
     return workdir
 
 
-def test_ensure_data_encodes_again_after_the_tokenizer_changes(tmp_path):
-    write_corpus(tmp_path)
-    with stand_in_corpus_stage(tmp_path):
-        for vocab_size in (400, 350):
-            tokenizer_lib.write_model(tokenizer_lib.train_from_documents(TRAIN_DOCUMENTS, vocab_size, num_threads=1),
-                                      tmp_path / "tokenizer.model")
-            data_dir = data.ensure_data(small_config(), tmp_path)
-            assert data.load_meta(data_dir)["vocab_size"] == vocab_size
-    tok = tokenizer_lib.load_tokenizer(tmp_path / "tokenizer.model")
-    assert tok.decode(data.load_tokens(data_dir, "val")) == "".join(VAL_DOCUMENTS)
+def test_ensure_data_encodes_again_after_the_tokenizer_changes(tmp_path, folder_source):
+    config = corpus_config(folder_source, tmp_path / "src", data_workers=1)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    for vocab_size in (400, 350):
+        tokenizer_lib.write_model(tokenizer_lib.train_from_documents(DOCUMENTS, vocab_size, num_threads=1),
+                                  workdir / "tokenizer.model")
+        data_dir = data.ensure_data(config, workdir)
+        assert data.load_meta(data_dir)["vocab_size"] == vocab_size
+    tok = tokenizer_lib.load_tokenizer(workdir / "tokenizer.model")
+    assert tok.decode(data.load_tokens(data_dir, "val")) == "".join(corpus_split(workdir, "val"))
 
 
 def test_meta_json_counts(workdir):
@@ -83,15 +66,17 @@ def test_meta_json_counts(workdir):
         meta = json.load(f)
     assert meta["dtype"] == "uint16" and meta["vocab_size"] == 400
     assert meta["eod_id"] != meta["pad_id"]
-    for split, documents in (("train", TRAIN_DOCUMENTS), ("val", VAL_DOCUMENTS)):
+    for split in data.SPLITS:
+        documents = corpus_split(workdir, split)
         assert meta[split]["n_documents"] == len(documents)
         assert meta[split]["n_bytes"] == sum(len(d.encode("utf-8")) for d in documents)
         assert meta[split]["n_tokens"] * 2 == os.path.getsize(workdir / "data" / f"{split}.bin")
     assert sorted(os.listdir(workdir / "data")) == ["meta.json", "train.bin", "val.bin"]  # no temp files
 
 
-@pytest.mark.parametrize("split, documents", [("train", TRAIN_DOCUMENTS), ("val", VAL_DOCUMENTS)])
-def test_bin_is_documents_in_order_each_followed_by_eod(workdir, split, documents):
+@pytest.mark.parametrize("split", data.SPLITS)
+def test_bin_is_the_corpus_split_in_order_each_document_followed_by_eod(workdir, split):
+    documents = corpus_split(workdir, split)
     tokens = data.load_tokens(workdir / "data", split)
     assert tokens.dtype == np.uint16
     tok = tokenizer_lib.load_tokenizer(workdir / "tokenizer.model")

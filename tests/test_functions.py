@@ -55,6 +55,11 @@ SOURCE = textwrap.dedent('''\
 
         >>> with_doctest(2)
         4
+        >>> print(with_doctest(3))
+        6
+        >>> with_doctest(None)
+        Traceback (most recent call last):
+        TypeError: unsupported operand type(s) for *: 'int' and 'NoneType'
         """
         return 2 * n
     ''')
@@ -87,7 +92,8 @@ def test_doctest_check_passes_right_body_and_fails_wrong_one():
     problems, _ = functions.extract_functions("m.py", SOURCE)
     p = next(p for p in problems if p["entry_point"] == "with_doctest")
     assert p["has_doctest"]
-    for completion, passes in ((p["completion"], True), ("    return 3 * n\n", False)):
+    for completion, passes in ((p["completion"], True), ("    return 3 * n\n", False),
+                               ("    return n + n\n", False)):  # right values, wrong exception
         namespace = {}
         exec(p["prompt"] + completion + p["test"], namespace)
         try:

@@ -1,15 +1,11 @@
 import os
 import random
-import sys
-import types
 
 import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-import codex_jax
 from codex_jax import jsonl, tokenizer as tokenizer_lib
-from configs import tiny
 
 WORDS = ("def", "return", "self", "value", "items", "for", "in", "if", "else", "None", "import",
          "class", "print", "range", "len", "x", "y", "_private", "données", "名前")
@@ -177,29 +173,14 @@ def test_sample_documents_is_deterministic_within_budget_and_order_free(tmp_path
     assert set(sample_a) < set(documents)
 
 
-@pytest.fixture
-def fake_corpus(monkeypatch, tmp_path, documents):
-    """Stands in for codex_jax.corpus: a finished corpus in tmp_path, and a count of calls."""
-    corpus_dir = tmp_path / "corpus"
-    corpus_dir.mkdir()
-    jsonl.write_jsonl(corpus_dir / "train.jsonl.gz",
-                      [{"path": f"m{i}.py", "content": d} for i, d in enumerate(documents)])
-    calls = []
-    module = types.ModuleType("codex_jax.corpus")
-    module.ensure_corpus = lambda config, workdir: calls.append(workdir) or str(corpus_dir)
-    monkeypatch.setitem(sys.modules, "codex_jax.corpus", module)
-    monkeypatch.setattr(codex_jax, "corpus", module, raising=False)  # in case the real one was imported
-    return calls
-
-
-def test_ensure_tokenizer_trains_once_then_reuses(tmp_path, fake_corpus):
-    config = tiny.get_config()
+def test_ensure_tokenizer_builds_the_corpus_trains_once_then_reuses(tmp_path, folder_source, documents):
+    config = folder_source(tmp_path / "src", {f"pkg/m{i:03d}.py": d for i, d in enumerate(documents)})
     config.tokenizer.vocab_size = 400
     workdir = tmp_path / "work"
     path = tokenizer_lib.ensure_tokenizer(config, workdir)
-    assert path == os.path.join(workdir, "tokenizer.model") and len(fake_corpus) == 1
+    assert path == os.path.join(workdir, "tokenizer.model")
     assert tokenizer_lib.load_tokenizer(path).vocab_size == 400
-    assert not [p for p in os.listdir(workdir) if p != "tokenizer.model"]  # no temp file left
-    mtime = os.stat(path).st_mtime_ns
+    assert sorted(os.listdir(workdir)) == ["corpus", "tokenizer.model"]  # the corpus stage ran; no temp file
+    mtimes = [os.stat(p).st_mtime_ns for p in (path, workdir / "corpus" / "stats.json")]
     assert tokenizer_lib.ensure_tokenizer(config, workdir) == path
-    assert len(fake_corpus) == 1 and os.stat(path).st_mtime_ns == mtime
+    assert [os.stat(p).st_mtime_ns for p in (path, workdir / "corpus" / "stats.json")] == mtimes

@@ -1,0 +1,127 @@
+"""Decode throughput: codex_jax's jitted sampler against Hugging Face transformers `generate`.
+
+    pip install torch==2.13.0 transformers   # CPU wheel; see README
+    python benchmarks/sampling.py [--repeats=5] [--batch_sizes=1,32] [--new_tokens=128]
+
+Both decode the same shape of model (GPT-2 family, tiny config: 4 layers x 256, 4 heads,
+vocab 8,192; random weights, no download) from a 64-token prompt, 128 new tokens with no early
+stop, with a KV cache, at batch 1 and 32, greedy and top-p (T = 0.8, p = 0.95; transformers is
+told top_k=0, since it applies top_k=50 by default). Timings include prefill. The two contenders
+alternate within each repeat and each reports the median tokens/s over the repeats with the
+spread (min-max). The batch-32 top-p ratio is printed last.
+"""
+
+import os
+import statistics
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
+    "ml_collections config file: the model shape and vocabulary size.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per contender and setting.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to measure.")
+_NEW_TOKENS = flags.DEFINE_integer("new_tokens", 128, "Tokens generated per row.")
+_PROMPT_LEN = flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per row.")
+
+MODES = {"greedy": dict(temperature=0.0, top_p=1.0), "top-p": dict(temperature=0.8, top_p=0.95)}
+
+
+def jax_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode: dict):
+    """A callable that samples once with codex_jax and blocks until the tokens exist."""
+    import jax
+    import jax.numpy as jnp
+    import flax.linen as nn
+    import numpy as np
+
+    from codex_jax import model, sampling, stopping
+
+    gpt_config = model.GPTConfig.from_config(config.model, config.tokenizer.vocab_size)
+    params = nn.unbox(jax.jit(model.GPT(gpt_config).init)(jax.random.key(0),
+                                                          jnp.zeros((1, 8), jnp.int32))["params"])
+    prompt = np.random.default_rng(0).integers(3, gpt_config.vocab_size, (batch_size, prompt_len),
+                                               dtype=np.int32)
+    table = stopping.StopTable.build((), [b""] * gpt_config.vocab_size)  # never stops early
+    arguments = (sampling.GPTDecoder(gpt_config), params, prompt,
+                 np.full(batch_size, prompt_len, np.int32), np.arange(batch_size, dtype=np.int32))
+    sampling_config = sampling.SamplingConfig(**mode)
+    calls = iter(range(1 << 30))
+
+    def run():
+        out = sampling.generate(*arguments, jax.random.key(next(calls)), table.next_state,
+                                table.matched, max_new_tokens=new_tokens, sampling=sampling_config,
+                                eod_id=-1)
+        assert int(out.steps) == new_tokens
+        return out.tokens.block_until_ready()
+
+    return run
+
+
+def hf_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode: dict):
+    """A callable that runs transformers' GPT-2 `generate` once (PyTorch, KV cache)."""
+    import torch
+    import transformers
+
+    m = config.model
+    hf_config = transformers.GPT2Config(
+        vocab_size=config.tokenizer.vocab_size, n_positions=m.max_len, n_embd=m.d_model,
+        n_layer=m.n_layers, n_head=m.n_heads, n_inner=m.d_ff, activation_function="gelu_new",
+        tie_word_embeddings=m.tie_embeddings, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    torch.manual_seed(0)
+    hf_model = transformers.GPT2LMHeadModel(hf_config).eval()
+    prompt = torch.randint(3, hf_config.vocab_size, (batch_size, prompt_len))
+    sample = mode["temperature"] > 0
+    options = dict(do_sample=sample, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                   use_cache=True, pad_token_id=0, attention_mask=torch.ones_like(prompt))
+    if sample:
+        options.update(temperature=mode["temperature"], top_p=mode["top_p"], top_k=0)
+
+    def run():
+        with torch.inference_mode():
+            out = hf_model.generate(prompt, **options)
+        assert out.shape == (batch_size, prompt_len + new_tokens)
+        return out
+
+    return run
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    import jax
+    import torch
+    import transformers
+
+    config = _CONFIG.value
+    m = config.model
+    print(f"model {m.n_layers}x{m.d_model}, {m.n_heads} heads, vocab {config.tokenizer.vocab_size}; "
+          f"prompt {_PROMPT_LEN.value}, {_NEW_TOKENS.value} new tokens; jax {jax.__version__} on "
+          f"{jax.devices()[0].platform}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"transformers {transformers.__version__}; {_REPEATS.value} alternating repeats, "
+          f"median [min-max] tokens/s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    ratios = {}
+    for batch_size in map(int, _BATCH_SIZES.value):
+        for mode_name, mode in MODES.items():
+            contenders = {name: make(config, batch_size, _PROMPT_LEN.value, _NEW_TOKENS.value, mode)
+                          for name, make in (("codex_jax", jax_contender), ("transformers", hf_contender))}
+            for run in contenders.values():
+                run()  # compile / warm up
+            rates = {name: [] for name in contenders}
+            for _ in range(_REPEATS.value):
+                for name, run in contenders.items():
+                    start = time.perf_counter()
+                    run()
+                    rates[name].append(batch_size * _NEW_TOKENS.value / (time.perf_counter() - start))
+            medians = {name: statistics.median(r) for name, r in rates.items()}
+            ratio = medians["codex_jax"] / medians["transformers"]
+            ratios[(batch_size, mode_name)] = ratio
+            print(f"batch {batch_size:3d} {mode_name:6s}: " + "  ".join(
+                f"{name} {medians[name]:8,.0f} [{min(r):,.0f}-{max(r):,.0f}]" for name, r in rates.items())
+                + f"  ratio {ratio:.2f}x", flush=True)
+    last = max(b for b, _ in ratios)
+    print(f"batch-{last} top-p ratio (codex_jax / transformers): {ratios[(last, 'top-p')]:.2f}x")
+
+
+if __name__ == "__main__":
+    app.run(main)

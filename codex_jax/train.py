@@ -1,0 +1,372 @@
+"""Sharded training of the GPT: pure jitted steps and the `train_and_evaluate` loop.
+
+`train_step(state, batch) -> (state, metrics)` and `eval_step(params, batch) -> sums` are pure
+functions, jitted with `in_shardings`/`out_shardings` from `codex_jax.sharding` (the state is
+donated). A batch is a dict:
+    tokens     int32[B, T + 1]   inputs are tokens[:, :-1], targets tokens[:, 1:]
+    loss_mask  int/bool[B, T]    optional; 1 = this target is scored (fine-tuning scores only
+                                 completions); absent = every target scored
+The loss is the mean cross-entropy (nats) over scored targets of the whole batch, also under
+gradient accumulation (micro-batch sums are divided by the batch's total count).
+
+Optimizer (Codex / GPT-3): AdamW beta=(0.9, 0.95), eps=1e-8, decoupled weight decay on every
+matmul weight and on the embeddings (as GPT-2/nanoGPT; with tied embeddings the token
+embedding is also the output matmul) but not on LayerNorm parameters or biases; linear warmup
+from 0 to `lr`, cosine decay to lr / 10 at `steps`; global-norm clipping before AdamW.
+
+`train_and_evaluate(config, workdir)` resumes from the latest complete checkpoint, so rerunning a
+killed command continues it; batches are a pure function of the step, so the resumed run's
+losses equal an uninterrupted run's. Fine-tuning reuses it with its own `DataSource`,
+`init_checkpoint`, `checkpoint_dir` and `metrics_path`.
+"""
+
+import dataclasses
+import importlib.util
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.experimental import multihost_utils
+
+from codex_jax import checkpoint, metrics, model, sharding
+
+Batch = dict[str, Any]
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: optimizer steps taken
+    params: Any  # float32 parameter tree
+    opt_state: Any
+
+
+@dataclasses.dataclass
+class DataSource:
+    """Where batches come from; pure functions of their index, so resuming needs no state.
+
+    train_batch(step) / eval_batch(index) return this process's rows of a batch dict (see the
+    module docstring) as numpy arrays; eval_batch None skips validation. token_byte_lengths
+    int[V] (UTF-8 bytes per token id) enables val_bits_per_byte.
+    """
+
+    vocab_size: int
+    train_batch: Callable[[int], Batch]
+    eval_batch: Callable[[int], Batch] | None = None
+    token_byte_lengths: np.ndarray | None = None
+    tokenizer_path: str | None = None
+
+
+def _check(condition: bool, field: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ValueError(f"config.{field}={value!r}: expected {expected}")
+
+
+def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = None) -> None:
+    """Raises ValueError naming the field when the config cannot train (before any compile)."""
+    m, t, c = config.model, config.train, config.checkpoint
+    for field in ("n_layers", "d_model", "n_heads", "d_ff", "max_len"):
+        _check(isinstance(m[field], int) and m[field] > 0, f"model.{field}", m[field], "a positive int")
+    _check(m.d_model % m.n_heads == 0, "model.d_model", m.d_model, f"a multiple of n_heads={m.n_heads}")
+    _check(m.positional in model.POSITIONAL, "model.positional", m.positional, f"one of {model.POSITIONAL}")
+    _check(m.positional != "rotary" or (m.d_model // m.n_heads) % 2 == 0, "model.d_model", m.d_model,
+           "an even head dim (d_model / n_heads) for rotary positions")
+    _check(m.dtype in model.DTYPES, "model.dtype", m.dtype, f"one of {model.DTYPES}")
+    _check(m.attention in model.ATTENTION, "model.attention", m.attention, f"one of {model.ATTENTION}")
+    for field in ("steps", "batch_size", "seq_len", "grad_accum", "log_every", "eval_every"):
+        _check(isinstance(t[field], int) and t[field] > 0, f"train.{field}", t[field], "a positive int")
+    _check(t.seq_len <= m.max_len, "train.seq_len", t.seq_len, f"<= model.max_len={m.max_len}")
+    _check(t.lr > 0, "train.lr", t.lr, "> 0")
+    _check(0 <= t.warmup_steps <= t.steps, "train.warmup_steps", t.warmup_steps, f"in [0, steps={t.steps}]")
+    _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
+    _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0 (0 = no clipping)")
+    _check(t.eval_batches >= 0, "train.eval_batches", t.eval_batches, ">= 0")
+    _check(t.batch_size % t.grad_accum == 0, "train.batch_size", t.batch_size,
+           f"a multiple of train.grad_accum={t.grad_accum}")
+    _check(t.batch_size % jax.process_count() == 0, "train.batch_size", t.batch_size,
+           f"a multiple of the {jax.process_count()} processes")
+    _check(not t.get("tensorboard") or importlib.util.find_spec("tensorboardX") is not None,
+           "train.tensorboard", t.get("tensorboard"), "False, or `pip install tensorboardX` first")
+    _check(c.every_steps > 0, "checkpoint.every_steps", c.every_steps, "a positive int")
+    _check(c.keep > 0, "checkpoint.keep", c.keep, "a positive int")
+    mesh_shape = sharding.mesh_shape(config.mesh, n_devices or jax.device_count())
+    rules = sharding.rules_from_config(config.mesh)
+    batch_axes = nn.logical_to_mesh_axes(sharding.BATCH_AXES, rules)[0] or ()
+    batch_axes = batch_axes if isinstance(batch_axes, tuple) else (batch_axes,)
+    shards = math.prod(dict(zip(sharding.MESH_AXES, mesh_shape))[a] for a in batch_axes)
+    _check((t.batch_size // t.grad_accum) % shards == 0, "train.batch_size", t.batch_size,
+           f"batch_size / grad_accum divisible by the {shards} batch shards of mesh {mesh_shape}")
+
+
+def make_optimizer(train_config: Any) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """AdamW (0.9, 0.95, 1e-8) with masked weight decay, warmup + cosine, global-norm clipping."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=train_config.lr, warmup_steps=train_config.warmup_steps,
+        decay_steps=train_config.steps, end_value=train_config.lr * 0.1)
+
+    def decay_mask(params):  # matmul weights and embeddings; not norms, not biases
+        def decays(path, _):  # the parameter's name is its last dict key (boxes add attributes)
+            name = [entry.key for entry in path if isinstance(entry, jax.tree_util.DictKey)][-1]
+            return name in ("kernel", "embedding")
+        return jax.tree_util.tree_map_with_path(decays, params)
+
+    adamw = optax.adamw(schedule, b1=0.9, b2=0.95, eps=1e-8, weight_decay=train_config.weight_decay,
+                        mask=decay_mask)
+    if train_config.grad_clip > 0:
+        return optax.chain(optax.clip_by_global_norm(train_config.grad_clip), adamw), schedule
+    return adamw, schedule
+
+
+def loss_sums(params: Any, gpt: model.GPT, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """(summed cross-entropy in nats, number of scored targets) of a batch, both float32."""
+    tokens = batch["tokens"]
+    logits = gpt.apply({"params": params}, tokens[:, :-1])  # (B, T, V) float32
+    targets = tokens[:, 1:]
+    log_z = jax.nn.logsumexp(logits, axis=-1)  # (B, T)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # (B, T)
+    cross_entropy = log_z - target_logit  # (B, T)
+    mask = batch.get("loss_mask")
+    mask = jnp.ones_like(cross_entropy) if mask is None else mask.astype(jnp.float32)
+    return jnp.sum(cross_entropy * mask), jnp.sum(mask)
+
+
+def train_step(state: TrainState, batch: Batch, *, gpt: model.GPT, tx: optax.GradientTransformation,
+               schedule: optax.Schedule, grad_accum: int) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step over `batch` split into `grad_accum` micro-batches."""
+    total = jnp.maximum(
+        batch["loss_mask"].astype(jnp.float32).sum() if "loss_mask" in batch
+        else jnp.float32(np.prod(batch["tokens"][:, 1:].shape)), 1.0)
+
+    def scaled_loss(params, micro_batch):  # summed over the micro-batch, over the batch's count
+        return loss_sums(params, gpt, micro_batch)[0] / total
+
+    micro_grads = jax.value_and_grad(scaled_loss)
+    if grad_accum == 1:
+        loss, grads = micro_grads(state.params, batch)
+    else:
+        # Row r goes to micro-batch r % grad_accum: each device keeps its own rows.
+        micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum,
+                                                              *x.shape[1:]), 0, 1), batch)
+
+        def accumulate(carry, micro_batch):
+            loss, grads = micro_grads(state.params, micro_batch)
+            return jax.tree.map(jnp.add, carry, (loss, grads)), None
+
+        zeros = (jnp.float32(0), jax.tree.map(jnp.zeros_like, state.params))
+        (loss, grads), _ = jax.lax.scan(accumulate, zeros, micro)
+    grad_norm = optax.tree.norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    step_metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), step_metrics
+
+
+def eval_step(params: Any, batch: Batch, *, gpt: model.GPT) -> dict[str, jax.Array]:
+    """{"loss_sum": nats summed over scored targets, "count": their number}."""
+    loss_sum, count = loss_sums(params, gpt, batch)
+    return {"loss_sum": loss_sum, "count": count}
+
+
+@dataclasses.dataclass
+class Setup:
+    """A model, its optimizer and mesh, and the jitted steps with their shardings."""
+
+    gpt: model.GPT
+    mesh: jax.sharding.Mesh
+    rules: sharding.Rules
+    state_shardings: Any
+    abstract_state: TrainState  # jax.ShapeDtypeStruct leaves carrying the shardings
+    init: Callable[[], TrainState]
+    train_step: Callable[[TrainState, Batch], tuple[TrainState, dict]]
+    eval_step: Callable[[Any, Batch], dict]
+
+    def shard_batch(self, batch: Batch) -> dict[str, jax.Array]:
+        return sharding.shard_batch(batch, self.mesh, self.rules)
+
+
+def setup(config: ml_collections.ConfigDict, vocab_size: int,
+          devices: list[jax.Device] | None = None) -> Setup:
+    """Builds model, optimizer, mesh and the jitted init/train/eval functions (nothing compiled yet)."""
+    validate_config(config, len(devices) if devices is not None else None)
+    gpt = model.GPT(model.GPTConfig.from_config(config.model, vocab_size))
+    tx, schedule = make_optimizer(config.train)
+    mesh = sharding.make_mesh(config.mesh, devices)
+    rules = sharding.rules_from_config(config.mesh)
+
+    def init_boxed(rng):  # parameters (and Adam moments) still carry their logical axis names
+        tokens = jnp.zeros((1, config.train.seq_len), jnp.int32)
+        params = gpt.init(rng, tokens)["params"]
+        return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params))
+
+    rng = jax.random.key(config.seed)
+    boxed = jax.eval_shape(init_boxed, rng)
+    state_shardings = sharding.logical_to_sharding(nn.get_partition_spec(boxed), mesh, rules)
+    abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                  nn.unbox(boxed), state_shardings)
+    batch_sharding = sharding.batch_sharding(mesh, rules)
+
+    def in_context(fn, **jit_kwargs):
+        """jit whose tracing sees the logical axis rules and the mesh (for the model's constraints)."""
+        def with_rules(*args):
+            with nn.logical_axis_rules(rules):
+                return fn(*args)
+        jitted = jax.jit(with_rules, **jit_kwargs)
+
+        def call(*args):
+            with jax.set_mesh(mesh):
+                return jitted(*args)
+        return call
+
+    init_jitted = jax.jit(lambda: nn.unbox(init_boxed(rng)), out_shardings=state_shardings)
+
+    def init():
+        # Partitionable threefry makes XLA:CPU compile the init ~5x slower (10 s for a toy
+        # model); the values never depend on the mesh either way, only on this flag.
+        with jax.threefry_partitionable(False):
+            return init_jitted()
+
+    step_fn = in_context(
+        lambda state, batch: train_step(state, batch, gpt=gpt, tx=tx, schedule=schedule,
+                                        grad_accum=config.train.grad_accum),
+        in_shardings=(state_shardings, batch_sharding),
+        out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
+    eval_fn = in_context(lambda params, batch: eval_step(params, batch, gpt=gpt),
+                         in_shardings=(state_shardings.params, batch_sharding),
+                         out_shardings=sharding.replicated(mesh))
+    return Setup(gpt=gpt, mesh=mesh, rules=rules, state_shardings=state_shardings,
+                 abstract_state=abstract_state, init=init, train_step=step_fn, eval_step=eval_fn)
+
+
+def evaluate(run: Setup, params: Any, data: DataSource, n_batches: int) -> dict[str, float]:
+    """val_loss (nats per scored target) and, given token byte lengths, val_bits_per_byte:
+    summed cross-entropy in bits over the UTF-8 bytes of exactly the scored targets."""
+    loss_sum = count = n_bytes = 0.0
+    for index in range(n_batches):
+        batch = data.eval_batch(index)
+        sums = run.eval_step(params, run.shard_batch(batch))
+        loss_sum += float(sums["loss_sum"])
+        count += float(sums["count"])
+        if data.token_byte_lengths is not None:
+            targets = np.asarray(batch["tokens"])[:, 1:]
+            mask = batch.get("loss_mask", np.ones(targets.shape))
+            n_bytes += float(np.sum(data.token_byte_lengths[targets] * mask))
+    if data.token_byte_lengths is not None and jax.process_count() > 1:
+        n_bytes = float(np.sum(multihost_utils.process_allgather(np.float64(n_bytes))))
+    result = {"val_loss": loss_sum / max(count, 1.0)}
+    if data.token_byte_lengths is not None:
+        result["val_bits_per_byte"] = loss_sum / math.log(2) / max(n_bytes, 1.0)
+    return result
+
+
+def pretraining_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> DataSource:
+    """Packed-token batches from workdir/data, building corpus, tokenizer and data when missing."""
+    from codex_jax import data, tokenizer  # the data stages load only when pretraining needs them
+
+    data_dir = data.ensure_data(config, workdir)
+    meta = data.load_meta(data_dir)
+    train_tokens, val_tokens = data.load_tokens(data_dir, "train"), data.load_tokens(data_dir, "val")
+    tokenizer_path = os.path.join(os.fspath(workdir), "tokenizer.model")
+    processes = {"process_index": jax.process_index(), "process_count": jax.process_count()}
+    t = config.train
+    return DataSource(
+        vocab_size=int(meta["vocab_size"]),
+        train_batch=lambda step: {"tokens": data.get_batch(
+            train_tokens, batch_size=t.batch_size, seq_len=t.seq_len, seed=config.seed, step=step, **processes)},
+        eval_batch=lambda index: {"tokens": data.get_eval_batch(
+            val_tokens, batch_size=t.batch_size // t.grad_accum, seq_len=t.seq_len, index=index, **processes)},
+        token_byte_lengths=np.asarray(tokenizer.load_tokenizer(tokenizer_path).token_byte_lengths()),
+        tokenizer_path=tokenizer_path)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+
+
+def _log_line(record: dict[str, Any], steps: int, seconds_per_step: float | None) -> None:
+    """One human-readable progress line: loss, validation, lr, rate, MFU and ETA."""
+    rate = (f"{record['tokens_per_s']:,.0f} tok/s, mfu {record['mfu']:.1%}, "
+            f"eta {_duration(seconds_per_step * (steps - record['step']))}") if seconds_per_step else "compiled"
+    validation = "".join(f" {k} {record[k]:.4f}" for k in ("val_loss", "val_bits_per_byte") if k in record)
+    logging.info("step %d/%d loss %.4f%s lr %.2e grad_norm %.3f | %s", record["step"], steps, record["loss"],
+                 validation, record["lr"], record["grad_norm"], rate)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+                       data: DataSource | None = None, init_checkpoint: str | os.PathLike | None = None,
+                       checkpoint_dir: str | os.PathLike | None = None,
+                       metrics_path: str | os.PathLike | None = None,
+                       devices: list[jax.Device] | None = None) -> TrainState:
+    """Trains `config.train.steps` steps, resuming from the latest checkpoint in `checkpoint_dir`.
+
+    Args:
+        data: batches; default `pretraining_data(config, workdir)` (builds missing artifacts).
+        init_checkpoint: a checkpoint directory whose latest params start a fresh run (e.g.
+            fine-tuning from pretraining); ignored once `checkpoint_dir` has a checkpoint.
+        checkpoint_dir: default workdir/ckpt/pretrain. metrics_path: default workdir/metrics.jsonl.
+        devices: default all devices.
+    Returns:
+        The final train state (sharded jax.Arrays).
+    """
+    workdir = os.fspath(workdir)
+    validate_config(config, len(devices) if devices is not None else None)
+    data = data or pretraining_data(config, workdir)
+    run = setup(config, data.vocab_size, devices)
+    t = config.train
+    checkpointer = checkpoint.Checkpointer(
+        checkpoint_dir or os.path.join(workdir, "ckpt", "pretrain"), every_steps=config.checkpoint.every_steps,
+        keep=config.checkpoint.keep, config=config, tokenizer_path=data.tokenizer_path)
+    if checkpointer.latest_step() is not None:
+        step, params, opt_state = checkpointer.restore(run.abstract_state.params, run.abstract_state.opt_state)
+        state = TrainState(step=jax.device_put(jnp.int32(step), run.state_shardings.step),
+                           params=params, opt_state=opt_state)
+        logging.info("resumed from %s at step %d", checkpointer.directory, step)
+    else:
+        state = run.init()
+        if init_checkpoint is not None:
+            params = checkpoint.restore_params(init_checkpoint, run.abstract_state.params)
+            state = state.replace(params=params)
+            logging.info("initial params from %s", init_checkpoint)
+    start = int(state.step)
+    metrics_path = metrics_path or os.path.join(workdir, "metrics.jsonl")
+    tensorboard_dir = os.path.splitext(metrics_path)[0] + "_tensorboard" if t.get("tensorboard") else None
+    writer = metrics.MetricsWriter(metrics_path, resume_step=start, tensorboard_dir=tensorboard_dir)
+    tokens_per_step = t.batch_size * t.seq_len
+    flops_per_step = metrics.flops_per_token(run.gpt.config, t.seq_len) * tokens_per_step
+    peak = metrics.peak_flops(jax.devices()[0], t.peak_flops) * run.mesh.size
+
+    timer_start, timed_steps = None, 0
+    for step in range(start, t.steps):
+        state, step_metrics = run.train_step(state, run.shard_batch(data.train_batch(step)))
+        done = step + 1
+        if timer_start is None:  # the first step compiles: time from its end
+            jax.block_until_ready(step_metrics)
+            timer_start = time.perf_counter()
+        else:
+            timed_steps += 1
+        is_eval = data.eval_batch is not None and t.eval_batches > 0 and (done % t.eval_every == 0 or done == t.steps)
+        if is_eval or done % t.log_every == 0 or done == t.steps:
+            record = {"step": done, **{k: float(v) for k, v in step_metrics.items()}}
+            seconds_per_step = (time.perf_counter() - timer_start) / max(timed_steps, 1)
+            record["tokens_per_s"] = tokens_per_step / seconds_per_step if timed_steps else None
+            record["mfu"] = flops_per_step / seconds_per_step / peak if timed_steps else None
+            if is_eval:
+                eval_start = time.perf_counter()
+                record.update(evaluate(run, state.params, data, t.eval_batches))
+                timer_start += time.perf_counter() - eval_start  # rates count training time only
+            writer.write(record)
+            _log_line(record, t.steps, seconds_per_step if timed_steps else None)
+        # After the metrics line, so a checkpoint at step N implies step N was logged.
+        checkpointer.save(done, state.params, state.opt_state, force=done == t.steps)
+    checkpointer.wait()
+    checkpointer.close()
+    return state
