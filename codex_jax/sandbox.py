@@ -166,7 +166,8 @@ def become_pid1() -> None:
 
 def _interpreter_paths(extra: list[str]) -> list[str]:
     """Existing folders the worker interpreter needs, none inside another."""
-    candidates = [sys.prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    candidates = [sys.prefix, sys.exec_prefix, os.path.dirname(sys.executable),
+                  os.path.dirname(os.path.realpath(sys.executable))]  # a venv's python is a link out
     candidates += [p for p in sys.path + extra if p and os.path.isdir(p)]
     paths = sorted({os.path.realpath(p) for p in candidates})
     return [p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths)]
@@ -177,12 +178,13 @@ def _home_directories() -> list[str]:
     return sorted(h for h in homes if os.path.isdir(h) and h != "/")
 
 
-def _mask_keeping(directory: str, keep: list[str]) -> None:
-    """Covers `directory` with an empty tmpfs, then binds each path in `keep` back in place."""
+def _mask_keeping(directory: str, keep: list[str], options: str = "mode=0755,size=1m") -> None:
+    """Covers `directory` with an empty tmpfs, then binds each path in `keep` back in place
+    (clones of the mounts as they are now: read-only ones stay read-only)."""
     detached = [(p, _syscall(SYS_OPEN_TREE, AT_FDCWD, p.encode(),
                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE, what=f"open_tree {p}"))
                 for p in keep]
-    _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, options)
     for path, fd in detached:
         os.makedirs(path, exist_ok=True)
         _syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, path.encode(), MOVE_MOUNT_F_EMPTY_PATH,
@@ -199,12 +201,14 @@ def build_mount_view(keep_extra: list[str]) -> tuple[str, list[str]]:
     keep = _interpreter_paths(keep_extra)
     for home in _home_directories():
         _mask_keeping(home, [p for p in keep if p.startswith(home + os.sep)])
-    for directory in MASKED_DIRECTORIES:
+    for directory in MASKED_DIRECTORIES:  # e.g. a virtualenv or checkout in /tmp stays visible
         if os.path.isdir(directory):
-            _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+            _mask_keeping(directory, [p for p in keep if p.startswith(directory + os.sep)])
     attr = struct.pack("QQQQ", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
     _syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, len(attr), what="mount_setattr /")
-    _mount("tmpfs", SCRATCH_IN_NAMESPACE, "tmpfs", MS_NOSUID | MS_NODEV, SCRATCH_TMPFS_OPTIONS)
+    # The scratch tmpfs covers /tmp; an interpreter, virtualenv or checkout there comes back read-only.
+    _mask_keeping(SCRATCH_IN_NAMESPACE, [p for p in keep if p.startswith(SCRATCH_IN_NAMESPACE + os.sep)],
+                  SCRATCH_TMPFS_OPTIONS)
     _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
     return SCRATCH_IN_NAMESPACE, ["ro-root", "masked"]
 
