@@ -165,13 +165,20 @@ def _run_isolated(isolation: str, unprivileged: bool) -> dict:
     spec = {"directory": directory, "isolation": isolation,
             "package_root": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     command = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
-    if unprivileged:
+    runner = os.path.abspath(__file__)
+    code_copy = tempfile.mkdtemp(prefix="codex_jax_code_")
+    if unprivileged:  # uid 65534 may not read the checkout (e.g. a clone in a 0700 folder): give it a copy
+        os.chmod(code_copy, 0o755)
+        shutil.copytree(os.path.join(spec["package_root"], "codex_jax"), os.path.join(code_copy, "codex_jax"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        runner = shutil.copy(runner, code_copy)
+        spec["package_root"] = code_copy
         command += ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"]
     else:
         command += [sys.executable]
     environment = dict(os.environ, CODEX_JAX_TEST_SECRET=SECRET)
     try:
-        done = subprocess.run(command + [os.path.abspath(__file__), json.dumps(spec)], capture_output=True,
+        done = subprocess.run(command + [runner, json.dumps(spec)], capture_output=True,
                               text=True, timeout=240, env=environment, cwd="/")
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -179,6 +186,7 @@ def _run_isolated(isolation: str, unprivileged: bool) -> dict:
         return report
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(code_copy, ignore_errors=True)
 
 
 if pytest is not None:
