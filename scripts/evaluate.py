@@ -18,7 +18,7 @@ from codex_jax import evaluation, jsonl
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"))
-_WORKDIR = flags.DEFINE_string("workdir", "workdir", "where metrics.json goes")
+_WORKDIR = flags.DEFINE_string("workdir", None, "where metrics.json goes; default: the samples' folder, else workdir")
 _SAMPLES = flags.DEFINE_string("samples", None, "JSONL(.gz) of {task_id, completion}; default <workdir>/samples.jsonl")
 _PROBLEMS = flags.DEFINE_string("problems", None, "HumanEval-schema JSONL(.gz); default: config, then HumanEval")
 _N_WORKERS = flags.DEFINE_integer("n_workers", None, "sandbox workers; 0 = one per core")
@@ -53,7 +53,8 @@ def main(argv: list[str]) -> None:
         config.eval.timeout = _TIMEOUT.value
     if _K.value is not None:
         config.eval.k = tuple(int(k) for k in _K.value)
-    metrics_path = evaluation.ensure_metrics(config, _WORKDIR.value, _SAMPLES.value)
+    workdir = _WORKDIR.value or (os.path.dirname(os.path.abspath(_SAMPLES.value)) if _SAMPLES.value else "workdir")
+    metrics_path = evaluation.ensure_metrics(config, workdir, _SAMPLES.value)
     with open(metrics_path, encoding="utf-8") as f:
         metrics = json.load(f)
     print_summary(metrics["results_file"])
