@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import pickle
 import tempfile
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

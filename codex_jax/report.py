@@ -138,7 +138,8 @@ def write_report(workdir: str) -> str:
     with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
     os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
-    plots = plot_training(workdir) + plot_passes(workdir, metrics)
+    plot_training(workdir)
+    plot_passes(workdir, metrics)
     evaluations = metrics.get("evaluation", {})
     k_names = sorted({key for e in evaluations.values() for key in e.get("pass_at_k", {})},
                      key=lambda key: int(key.split("@")[1]))

@@ -12,13 +12,11 @@ import json
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from codex_jax import evaluation, jsonl
+from codex_jax import cli, evaluation, jsonl
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"))
-_WORKDIR = flags.DEFINE_string("workdir", None, "where metrics.json goes; default: the samples' folder, else workdir")
+_CONFIG = cli.define_config_flag()
+_WORKDIR = cli.define_workdir_flag(None, "where metrics.json goes; default: the samples' folder, else workdir")
 _SAMPLES = flags.DEFINE_string("samples", None, "JSONL(.gz) of {task_id, completion}; default <workdir>/samples.jsonl")
 _PROBLEMS = flags.DEFINE_string("problems", None, "HumanEval-schema JSONL(.gz); default: config, then HumanEval")
 _N_WORKERS = flags.DEFINE_integer("n_workers", None, "sandbox workers; 0 = one per core")

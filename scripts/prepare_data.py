@@ -9,14 +9,11 @@ present, encoded with the current tokenizer.model) is kept unless --rebuild is g
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from codex_jax import data
+from codex_jax import cli, data
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
-    "ml_collections config file.")
-_WORKDIR = flags.DEFINE_string("workdir", "workdir", "Folder for every artifact of the pipeline.")
+_CONFIG = cli.define_config_flag()
+_WORKDIR = cli.define_workdir_flag()
 _REBUILD = flags.DEFINE_bool("rebuild", False, "Encode again even when complete token data exists.")
 
 

@@ -10,12 +10,11 @@ command on every host with --multihost (calls jax.distributed.initialize()).
 import os
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
-    "ml_collections config file.")
-_WORKDIR = flags.DEFINE_string("workdir", "workdir", "Folder for every artifact of the pipeline.")
+from codex_jax import cli
+
+_CONFIG = cli.define_config_flag()
+_WORKDIR = cli.define_workdir_flag()
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (TPU pods).")
 
 

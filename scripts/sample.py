@@ -11,17 +11,13 @@ kept. With --prompt: prints n completions of one prompt, each cut at the first s
 Flags left unset take their values from the config's `sample` section.
 """
 
-import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from codex_jax import completions
+from codex_jax import cli, completions
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
-    "ml_collections config file.")
-_WORKDIR = flags.DEFINE_string("workdir", "workdir", "Folder for every artifact of the pipeline.")
+_CONFIG = cli.define_config_flag()
+_WORKDIR = cli.define_workdir_flag()
 _PROBLEMS = flags.DEFINE_string("problems", None, "Problem file (HumanEval schema) or 'humaneval'.")
 _LIMIT = flags.DEFINE_integer("limit", None, "Complete only the first this many problems (0 = all).")
 _N = flags.DEFINE_integer("n", None, "Completions per problem or prompt.")

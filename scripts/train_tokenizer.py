@@ -10,14 +10,11 @@ the model path and bytes/token on the validation split, which training never saw
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from codex_jax import corpus, tokenizer
+from codex_jax import cli, corpus, tokenizer
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
-    "ml_collections config file.")
-_WORKDIR = flags.DEFINE_string("workdir", "workdir", "Folder for every artifact of the pipeline.")
+_CONFIG = cli.define_config_flag()
+_WORKDIR = cli.define_workdir_flag()
 _REBUILD = flags.DEFINE_bool("rebuild", False, "Train again even when tokenizer.model exists.")
 
 

@@ -1,0 +1,18 @@
+"""Flags every script shares: --config (an ml_collections config file) and --workdir."""
+
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tiny.py")
+
+
+def define_config_flag() -> flags.FlagHolder:
+    """--config, default configs/tiny.py of this checkout; fields override as --config.train.steps=100."""
+    return config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "ml_collections config file.")
+
+
+def define_workdir_flag(default: str | None = "workdir",
+                        help_text: str = "Folder for every artifact of the pipeline.") -> flags.FlagHolder:
+    return flags.DEFINE_string("workdir", default, help_text)
