@@ -18,15 +18,9 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from codex_jax import jsonl
+
 ITEMS = ("params", "opt_state")
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(temporary, path)
-
 
 class Checkpointer:
     """Saves and restores {"params", "opt_state"} pytrees of sharded jax.Arrays by step."""
@@ -43,7 +37,7 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
         if jax.process_index() == 0 and not read_only:
             if config is not None:
-                _write_text_atomic(os.path.join(self.directory, "config.json"),
+                jsonl.write_text_atomically(os.path.join(self.directory, "config.json"),
                                    config.to_json_best_effort(indent=2))
             if tokenizer_path is not None and os.path.exists(tokenizer_path):
                 shutil.copyfile(tokenizer_path, os.path.join(self.directory, "tokenizer.model"))

@@ -259,9 +259,7 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     generated = sum(r["num_tokens"] for r in records)
     meta = {**wanted, "samples": len(records), "tokens": generated, "seconds": seconds,
             "tokens_per_s": generated / seconds}
-    with open(f"{meta_path}.tmp{os.getpid()}", "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(f"{meta_path}.tmp{os.getpid()}", meta_path)
+    jsonl.write_json_atomically(meta_path, meta)
     logging.info("sampling: %d samples of %d problems from %s step %d, %.0f tokens/s -> %s",
                  len(records), len(task_ids), checkpoint_dir, step, meta["tokens_per_s"], path)
     return path

@@ -43,6 +43,7 @@ import numpy as np
 import tqdm
 
 from codex_jax import dedup
+from codex_jax import jsonl
 from codex_jax import parallel
 from codex_jax import problems as problems_lib
 from codex_jax import sources
@@ -275,13 +276,6 @@ def _thresholds(corpus_config: ml_collections.ConfigDict) -> dict[str, Any]:
         "val_fraction": corpus_config.val_fraction,
     }
 
-
-def _write_json_atomically(path: str, value: Any) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def build_corpus(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                  problems: Problems | None = None) -> dict[str, Any]:
     """Builds `<workdir>/corpus/{train,val}.jsonl.gz` and `stats.json` (returned, written last).
@@ -350,7 +344,7 @@ def build_corpus(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         "n_workers": n_workers,
         "elapsed_s": round(time.time() - start, 2),
     }
-    _write_json_atomically(stats_path, stats)
+    jsonl.write_json_atomically(stats_path, stats)
     return stats
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
+from codex_jax import jsonl
 from codex_jax import parallel
 from codex_jax import tokenizer as tokenizer_lib
 
@@ -91,15 +92,6 @@ def encode_split(jsonl_path: str | os.PathLike, bin_path: str | os.PathLike, tok
     os.replace(temp_path, bin_path)
     return counts
 
-
-def _write_json_atomic(path: str, value: dict) -> None:
-    temp_path = f"{path}.tmp.{os.getpid()}"
-    with open(temp_path, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-    os.replace(temp_path, path)
-
-
 def encode_corpus(corpus_dir: str | os.PathLike, tokenizer_path: str | os.PathLike, data_dir: str | os.PathLike,
                   n_workers: int = 0) -> str:
     """Encodes `corpus_dir/{train,val}.jsonl.gz` into `data_dir` on `n_workers` processes (0 = every
@@ -121,7 +113,7 @@ def encode_corpus(corpus_dir: str | os.PathLike, tokenizer_path: str | os.PathLi
         logging.info("data: %s: %d documents, %d tokens, %.2f bytes/token, %.1f s (%.1f MB/s)", split,
                      counts["n_documents"], counts["n_tokens"], counts["n_bytes"] / max(counts["n_tokens"], 1),
                      seconds, counts["n_bytes"] / 1e6 / max(seconds, 1e-9))
-    _write_json_atomic(meta_path, meta)
+    jsonl.write_json_atomically(meta_path, meta)
     return data_dir
 
 

@@ -163,8 +163,6 @@ def ensure_metrics(config, workdir: str, sample_file: str | None = None) -> str:
         sample_file, k=tuple(config.eval.k), n_workers=config.eval.n_workers, timeout=config.eval.timeout,
         problem_file=config.eval.problem_file or None, ignore_incomplete=config.eval.ignore_incomplete)
     os.makedirs(workdir, exist_ok=True)
-    temporary = metrics_path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(dict(pass_at_k, sample_file=sample_file, results_file=sample_file + "_results.jsonl"), f, indent=1)
-    os.replace(temporary, metrics_path)
+    jsonl.write_json_atomically(
+        metrics_path, dict(pass_at_k, sample_file=sample_file, results_file=sample_file + "_results.jsonl"))
     return metrics_path

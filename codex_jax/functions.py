@@ -23,7 +23,6 @@ import collections
 import dataclasses
 import functools
 import hashlib
-import json
 import os
 import time
 from typing import Any
@@ -204,13 +203,6 @@ def extract_functions(path: str, source: str, limits: Limits = Limits()) -> tupl
 def _extract_record(record: dict[str, Any], limits: Limits) -> tuple[list[dict[str, Any]], collections.Counter]:
     return extract_functions(record["path"], record["content"], limits)
 
-
-def _write_json_atomically(path: str, value: Any) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def verify_doctests(problems: list[dict[str, Any]], timeout: float, n_workers: int = 0) -> list[bool]:
     """Runs each problem's doctest `check` on its own completion in the sandboxed executor."""
     from codex_jax import execution  # starts no JAX; workers only when there is something to run
@@ -274,7 +266,7 @@ def build_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLik
                      sum(verified))
     stats["limits"] = dataclasses.asdict(limits)
     stats["elapsed_s"] = round(time.perf_counter() - start, 1)
-    _write_json_atomically(os.path.join(out_dir, "stats.json"), stats)
+    jsonl.write_json_atomically(os.path.join(out_dir, "stats.json"), stats)
     return stats
 
 

@@ -1,6 +1,7 @@
 """JSON Lines files, plain or gzip-compressed (by the `.gz` suffix), read as a stream.
 
-Errors name the file and the 1-based line so a user can find the bad record.
+Errors name the file and the 1-based line so a user can find the bad record. Also the one
+atomic writer (temporary file + rename) every stage uses for its completion marker.
 """
 
 import gzip
@@ -42,3 +43,17 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]], appe
     with open_text(path, "at" if append else "wt") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` to a temporary file beside `path`, then renames it: readers never see half a file."""
+    path = os.fspath(path)
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def write_json_atomically(path: str | os.PathLike, value: Any) -> None:
+    """One JSON document (indented), written atomically; used for stages' completion markers."""
+    write_text_atomically(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
