@@ -89,6 +89,17 @@ class Checkpointer:
         self._manager.close()
 
 
+def latest_step(directory: str | os.PathLike) -> int | None:
+    """The newest completely written step in `directory`, or None (also when it does not exist)."""
+    if not os.path.isdir(directory):
+        return None
+    checkpointer = Checkpointer(directory, read_only=True)
+    try:
+        return checkpointer.latest_step()
+    finally:
+        checkpointer.close()
+
+
 def restore_params(directory: str | os.PathLike, abstract_params: Any, step: int | None = None) -> Any:
     """Params alone from a checkpoint directory (the latest complete step by default)."""
     checkpointer = Checkpointer(directory, read_only=True)

@@ -174,14 +174,9 @@ def latest_checkpoint(workdir: str | os.PathLike) -> tuple[str, int]:
     """
     candidates = [os.path.join(os.fspath(workdir), "ckpt", stage) for stage in ("finetune", "pretrain")]
     for directory in candidates:
-        if os.path.isdir(directory):
-            checkpointer = checkpoint.Checkpointer(directory, read_only=True)
-            try:
-                step = checkpointer.latest_step()
-            finally:
-                checkpointer.close()
-            if step is not None:
-                return directory, step
+        step = checkpoint.latest_step(directory)
+        if step is not None:
+            return directory, step
     raise FileNotFoundError(f"no complete checkpoint in {' or '.join(candidates)}: "
                             f"train first (scripts/pretrain.py --workdir={os.fspath(workdir)})")
 
@@ -222,7 +217,7 @@ def load_sampler(config: ml_collections.ConfigDict, checkpoint_dir: str | os.Pat
 def _sample_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     s = config.sample
     return {"n": s.n, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
-            "max_new_tokens": s.max_new_tokens, "stop": list(s.stop), "problems": s.problems,
+            "max_new_tokens": s.max_new_tokens, "stop": list(s.stop), "problems": config.eval.problem_file,
             "limit": s.limit, "seed": config.seed}
 
 
@@ -244,7 +239,7 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
             if {k: v for k, v in json.load(f).items() if k in wanted} == wanted:
                 return path
     sampler = load_sampler(config, checkpoint_dir, find_tokenizer(checkpoint_dir, workdir), step)
-    tasks = problems.read_problems(config.sample.problems or None)
+    tasks = problems.read_problems(config.eval.problem_file or None)
     task_ids = list(tasks)[:config.sample.limit or None]
     start = time.perf_counter()
     completions = sampler.complete([tasks[t]["prompt"] for t in task_ids], n=config.sample.n,

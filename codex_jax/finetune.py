@@ -107,13 +107,7 @@ def checkpoint_dirs(workdir: str | os.PathLike) -> dict[str, str]:
 
 def is_complete(checkpoint_dir: str, steps: int) -> bool:
     """True when `checkpoint_dir` holds a complete checkpoint of step `steps`."""
-    if not os.path.isdir(checkpoint_dir):
-        return False
-    checkpointer = checkpoint.Checkpointer(checkpoint_dir, read_only=True)
-    try:
-        return checkpointer.latest_step() == steps
-    finally:
-        checkpointer.close()
+    return checkpoint.latest_step(checkpoint_dir) == steps
 
 
 def ensure_pretrained(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:

@@ -119,7 +119,7 @@ def _examples(workdir: str, limit: int = 3) -> str:
                 passed.append(row)
         if not passed:
             return f"No completion of the {name} model passed."
-        tasks = problems.read_problems(None if not passed else _problem_file(workdir))
+        tasks = problems.read_problems(_problem_file(workdir))
         blocks = [f"**{row['task_id']}** ({name} model, passed):\n\n```python\n"
                   f"{tasks[row['task_id']]['prompt']}{row['completion']}\n```" for row in passed[:limit]]
         return "\n\n".join(blocks)

