@@ -1,8 +1,8 @@
-"""Flags every script shares: --config (an ml_collections config file) and --workdir."""
+"""What every script shares: --config (an ml_collections config file), --workdir, logging."""
 
 import os
 
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tiny.py")
@@ -16,3 +16,10 @@ def define_config_flag() -> flags.FlagHolder:
 def define_workdir_flag(default: str | None = "workdir",
                         help_text: str = "Folder for every artifact of the pipeline.") -> flags.FlagHolder:
     return flags.DEFINE_string("workdir", default, help_text)
+
+
+def log_progress() -> None:
+    """INFO logging (stage progress, rates, ETAs), without orbax's line per checkpoint save."""
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= logging.WARNING or "orbax" not in record.pathname)

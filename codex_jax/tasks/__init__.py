@@ -1,0 +1,1 @@
+"""Evaluation tasks beyond HumanEval, generated as problem files in HumanEval's schema."""
