@@ -1,5 +1,6 @@
 """What every script shares: --config (an ml_collections config file), --workdir, logging."""
 
+import logging as std_logging
 import os
 
 from absl import flags, logging
@@ -21,5 +22,5 @@ def define_workdir_flag(default: str | None = "workdir",
 def log_progress() -> None:
     """INFO logging (stage progress, rates, ETAs), without orbax's line per checkpoint save."""
     logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(
-        lambda record: record.levelno >= logging.WARNING or "orbax" not in record.pathname)
+    logging.get_absl_handler().addFilter(  # record levels are the standard library's, not absl's
+        lambda record: record.levelno >= std_logging.WARNING or "orbax" not in record.pathname)

@@ -104,73 +104,117 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _examples(workdir: str, limit: int = 3) -> str:
-    """A few passing completions of the fine-tuned model (else the pretrained one), with their prompts."""
+    """A few completions of the fine-tuned model with their prompts: passing ones when there are,
+    else each problem's most likely sample (by mean log-prob) and why it failed."""
     from codex_jax import problems
 
-    for name in reversed(MODELS):
-        path = samples_path(workdir, name) + "_results.jsonl"
-        if not os.path.exists(path):
-            continue
-        passed, seen = [], set()
-        for row in jsonl.read_jsonl(path):
-            if row["passed"] and row["task_id"] not in seen:
-                seen.add(row["task_id"])
-                passed.append(row)
-        if not passed:
-            return f"No completion of the {name} model passed."
-        tasks = problems.read_problems(_problem_file(workdir))
-        blocks = [f"**{row['task_id']}** ({name} model, passed):\n\n```python\n"
-                  f"{tasks[row['task_id']]['prompt']}{row['completion']}\n```" for row in passed[:limit]]
-        return "\n\n".join(blocks)
-    return "No samples."
+    path = samples_path(workdir, MODELS[-1]) + "_results.jsonl"
+    if not os.path.exists(path):
+        return "No samples."
+    best: dict[str, dict[str, Any]] = {}
+    for row in jsonl.read_jsonl(path):
+        kept = best.get(row["task_id"])
+        if kept is None or (row["passed"], row.get("mean_log_prob", 0.0)) > (kept["passed"], kept.get("mean_log_prob", 0.0)):
+            best[row["task_id"]] = row
+    passed = [row for row in best.values() if row["passed"]]
+    shown = (passed or list(best.values()))[:limit]
+    tasks = problems.read_problems(_problem_file(workdir))
+    return "\n\n".join(
+        f"**{row['task_id']}** ({MODELS[-1]} model, {row['result'][:80]}, mean log-prob "
+        f"{row.get('mean_log_prob', float('nan')):.2f}):\n\n```python\n{tasks[row['task_id']]['prompt']}"
+        f"{row['completion']}\n```" for row in shown)
 
 
 def _problem_file(workdir: str) -> str | None:
-    path = os.path.join(workdir, "metrics.json")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("problem_file") or None
+    return _read_metrics(workdir).get("problem_file") or None
+
+
+def _read_metrics(workdir: str) -> dict[str, Any]:
+    with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _data_lines(data: dict[str, Any]) -> str:
+    corpus, tokenizer, tokens, functions = (data.get(key, {}) for key in ("corpus", "tokenizer", "tokens", "functions"))
+    lines = [f"- corpus: {corpus.get('files_kept', 0):,} of {corpus.get('files_seen', 0):,} files kept "
+             f"({corpus.get('mb_kept', 0)} MB)",
+             f"- tokenizer: vocabulary {tokenizer.get('vocab_size', 0):,}, "
+             f"{tokenizer.get('val_bytes_per_token', 0)} bytes per token on the validation split",
+             f"- tokens: {tokens.get('train', 0):,} train, {tokens.get('val', 0):,} validation"]
+    for split, counts in functions.items():
+        lines.append(f"- fine-tuning functions ({split}): {counts['functions']:,}, {counts['with_doctest']} with "
+                     f"doctests, {counts['doctest_verified']} of them verified in the sandbox")
+    return "\n".join(lines)
+
+
+def _passed_problems(evaluations: dict[str, Any]) -> str:
+    """Problems at least one model solved at least once, with each model's passing samples."""
+    counts = {name: e.get("passed_per_problem", {}) for name, e in evaluations.items()}
+    solved = sorted({task for per_problem in counts.values() for task, c in per_problem.items() if c},
+                    key=lambda task: [int(part) if part.isdigit() else part for part in task.split("/")])
+    if not solved:
+        return "No problem was solved by any sample."
+    samples = {name: e["samples"] // max(e["problems"], 1) for name, e in evaluations.items()}
+    return _table(["problem", *[f"{name} (of {samples[name]})" for name in counts]],
+                  [[task, *[per_problem.get(task, 0) for per_problem in counts.values()]] for task in solved])
 
 
 def write_report(workdir: str) -> str:
     """Renders W/report.md and W/plots/*.png from W/metrics.json; returns the report's path."""
     workdir = os.fspath(workdir)
-    with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
-        metrics = json.load(f)
+    metrics = _read_metrics(workdir)
     os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
     plot_training(workdir)
     plot_passes(workdir, metrics)
     evaluations = metrics.get("evaluation", {})
     k_names = sorted({key for e in evaluations.values() for key in e.get("pass_at_k", {})},
                      key=lambda key: int(key.split("@")[1]))
+    timings = metrics.get("timings", {})
+    sampling = metrics.get("sampling", {})
     sections = [
         "# codex_jax report",
-        f"Workdir `{workdir}`; config `{metrics.get('config_name', '')}`.",
-        "## HumanEval: pretrained vs fine-tuned (Codex-S)",
+        f"Workdir `{workdir}`. Problems: {metrics.get('problem_file') or 'HumanEval'}.",
+        "## Pass@k: pretrained vs fine-tuned (Codex-S)",
         _table(["model", *k_names, "pass@1 ranked by mean log-prob", "pass@1 random", "samples"],
                [[name, *[e["pass_at_k"].get(key, "") for key in k_names], e["pass@1_ranked_by_mean_log_prob"],
                  e["pass@1_random"], e["samples"]] for name, e in evaluations.items()]),
+        "Sampling: " + "; ".join(f"{name} T={s.get('temperature')}, top_p={s.get('top_p')}, n={s.get('n')}, "
+                                 f"{s.get('tokens_per_s', 0):,.0f} tokens/s" for name, s in sampling.items()),
+        "### Problems solved",
+        _passed_problems(evaluations),
+        "![passes per problem](plots/pass_counts.png)",
         "## Held-out loss on function bodies",
         "The validation (prompt, completion) pairs, completion tokens scored:",
         _table(["model", "val loss (nats/token)", "val bits per byte"],
                [[name, v["val_loss"], v["val_bits_per_byte"]] for name, v in metrics.get("body_loss", {}).items()]),
         "## Training",
-        _table(["run", "steps", "final loss", "val bits per byte", "tokens/s"],
-               [[name, r.get("step"), r.get("loss"), r.get("val_bits_per_byte"), r.get("tokens_per_s")]
-                for name, r in metrics.get("training", {}).items()]),
+        _table(["run", "steps", "final loss", "val loss", "val bits per byte", "tokens/s (median)"],
+               [[name, r.get("step"), r.get("loss"), r.get("val_loss"), r.get("val_bits_per_byte"),
+                 round(r.get("tokens_per_s") or 0)] for name, r in metrics.get("training", {}).items()]),
         "![training curves](plots/training.png)",
-        "![passes per problem](plots/pass_counts.png)",
         "## Data",
-        _table(["stage", "numbers"], [[name, json.dumps(value)] for name, value in metrics.get("data", {}).items()]),
+        _data_lines(metrics.get("data", {})),
         "## Time per stage",
-        _table(["stage", "seconds"], [[name, round(s, 1)] for name, s in metrics.get("timings", {}).items()]
-               + [["total", round(sum(metrics.get("timings", {}).values()), 1)]]),
+        _table(["stage", "seconds"], [[name, f"{seconds:.1f}"] for name, seconds in timings.items()]
+               + [["total", f"{sum(timings.values()):.1f}"]]),
         "## Example completions",
         _examples(workdir),
+        *_chained_section(workdir),
         "## Config",
         "```json\n" + json.dumps(metrics.get("config", {}), indent=1) + "\n```",
     ]
     path = os.path.join(workdir, "report.md")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n\n".join(sections) + "\n")
-    os.replace(path + ".tmp", path)
+    jsonl.write_text_atomically(path, "\n\n".join(sections) + "\n")
     return path
+
+
+def _chained_section(workdir: str) -> list[str]:
+    """The decomposition probe's table and plot, when scripts/chained.py has run in this workdir."""
+    from codex_jax.tasks import chained
+
+    path = os.path.join(workdir, chained.FOLDER, "results.json")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    return [chained.report_section(results, image=f"{chained.FOLDER}/{chained.PLOT_FILENAME}")]

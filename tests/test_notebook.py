@@ -66,7 +66,7 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
 
     shown = "".join(output.get("data", {}).get("text/markdown", "") for cell in notebook.cells
                     for output in cell.get("outputs", []))
-    assert "## HumanEval: pretrained vs fine-tuned (Codex-S)" in shown
+    assert "## Pass@k: pretrained vs fine-tuned (Codex-S)" in shown and "toy/0" in shown
     with open(workdir / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
     for model in pipeline.MODELS:  # pass@k as recomputed here from the executor's verdicts
