@@ -19,8 +19,16 @@ def define_workdir_flag(default: str | None = "workdir",
     return flags.DEFINE_string("workdir", default, help_text)
 
 
+def define_multihost_flag() -> flags.FlagHolder:
+    return flags.DEFINE_bool("multihost", False, "Join the other hosts' processes first (jax.distributed; "
+                             "run the same command on every host, with a workdir they all see).")
+
+
 def log_progress() -> None:
-    """INFO logging (stage progress, rates, ETAs), without orbax's line per checkpoint save."""
-    logging.set_verbosity(logging.INFO)
+    """INFO logging (stage progress, rates, ETAs) in process 0, warnings elsewhere; without
+    orbax's lines per checkpoint save."""
+    from codex_jax import distributed
+
+    logging.set_verbosity(logging.INFO if distributed.is_main_process() else logging.WARNING)
     logging.get_absl_handler().addFilter(  # record levels are the standard library's, not absl's
         lambda record: record.levelno >= std_logging.WARNING or "orbax" not in record.pathname)

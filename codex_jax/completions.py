@@ -27,7 +27,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from codex_jax import checkpoint, jsonl, problems, sampling, sharding, stopping
+from codex_jax import checkpoint, distributed, jsonl, problems, sampling, sharding, stopping
 
 SAMPLES_FILENAME = "samples.jsonl"
 CHUNK_BATCHES = 4  # sampler batches per resumable chunk of problems
@@ -190,11 +190,13 @@ def find_tokenizer(checkpoint_dir: str, workdir: str | os.PathLike) -> str:
 
 
 def load_sampler(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike,
-                 tokenizer_path: str | os.PathLike, step: int | None = None) -> Sampler:
+                 tokenizer_path: str | os.PathLike, step: int | None = None,
+                 devices: list[jax.Device] | None = None) -> Sampler:
     """A `Sampler` over the params of `step` (default: the latest) in `checkpoint_dir`.
 
     The model section comes from the run's own config.json beside the checkpoint (the params
-    must fit it); sampling settings and the mesh come from `config`.
+    must fit it); sampling settings and the mesh come from `config`, over `devices` (default:
+    all of them).
     """
     from codex_jax import tokenizer as tokenizer_lib, train  # model stages load only to sample
 
@@ -205,7 +207,7 @@ def load_sampler(config: ml_collections.ConfigDict, checkpoint_dir: str | os.Pat
         with open(saved_config, encoding="utf-8") as f:
             config.model = ml_collections.ConfigDict(json.load(f)["model"])
     tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
-    run = train.setup(config, tokenizer.vocab_size)
+    run = train.setup(config, tokenizer.vocab_size, devices)
     params = checkpoint.restore_params(checkpoint_dir, run.abstract_state.params, step=step)
     s = config.sample
     return Sampler(
@@ -250,6 +252,8 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     after its last finished chunk and ends with the same file as an uninterrupted one. The
     meta file (`meta_path`) records checkpoint, step, settings and a hash of the prompts; a
     complete file whose meta matches is returned at once, a partial one that differs is started over.
+    Across processes (`codex_jax.distributed`) each samples every P-th chunk on its own devices
+    and process 0 writes the file: the same file one process writes on as many devices.
 
     Raises:
         FileNotFoundError: no checkpoint to sample from.
@@ -262,7 +266,7 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
         if step is None:
             raise FileNotFoundError(f"{checkpoint_dir}: no complete checkpoint to sample from")
     path = path or os.path.join(workdir, SAMPLES_FILENAME)
-    meta_file, partial = meta_path(path), path + ".partial"
+    meta_file = meta_path(path)
     tasks = problems.read_problems(config.eval.problem_file or None)
     task_ids = list(tasks)[:config.sample.limit or None]
     prompts = hashlib.sha256(json.dumps([[t, tasks[t]["prompt"]] for t in task_ids]).encode()).hexdigest()
@@ -276,28 +280,38 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
         meta = {}
     if meta.get("complete") and os.path.exists(path):
         return path
+    distributed.barrier("samples: meta read")  # before process 0 rewrites it
 
     n = config.sample.n
+    rows_per_prompt = min(n, config.sample.batch_size)
+    chunk_size = CHUNK_BATCHES * max(1, config.sample.batch_size // rows_per_prompt)
+    chunks = [task_ids[i:i + chunk_size] for i in range(0, len(task_ids), chunk_size)]
+    mine = distributed.process_share(list(enumerate(chunks)))  # (index, chunk): its seed follows it
+    multihost = distributed.process_count() > 1
+    partial = path + (f".partial{distributed.process_index()}" if multihost else ".partial")
     finished: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     if meta and os.path.exists(partial):  # resume: keep the chunks an earlier run finished
         for record in jsonl.read_jsonl(partial, skip_cut_last_line=True):
             finished[record["task_id"]].append(record)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    jsonl.write_json_atomically(meta_file, dict(wanted, complete=False))
-    rows_per_prompt = min(n, config.sample.batch_size)
-    chunk_size = CHUNK_BATCHES * max(1, config.sample.batch_size // rows_per_prompt)
-    chunks = [task_ids[i:i + chunk_size] for i in range(0, len(task_ids), chunk_size)]
-    todo = [(index, chunk) for index, chunk in enumerate(chunks)
-            if not all(len(finished[t]) == n for t in chunk)]
-    done_samples = n * (len(task_ids) - sum(len(chunk) for _, chunk in todo))
-    start = time.perf_counter()
+    if distributed.is_main_process():
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        jsonl.write_json_atomically(meta_file, dict(wanted, complete=False))
+    distributed.barrier("samples: folder made")
+    my_tasks = [t for _, chunk in mine for t in chunk]
+    todo = [(index, chunk) for index, chunk in mine if not all(len(finished[t]) == n for t in chunk)]
+    start, generated = time.perf_counter(), 0
     if todo:
-        sampler = load_sampler(config, checkpoint_dir, find_tokenizer(checkpoint_dir, workdir), step)
-        records = [r for t in task_ids if len(finished[t]) == n for r in finished[t]]
-        jsonl.write_jsonl(partial, records)  # drops unfinished chunks and a cut-off last line
+        if multihost:  # each process samples its own problems on its own devices
+            config = ml_collections.ConfigDict(config.to_dict())
+            config.mesh.update(data=-1, fsdp=1)
+        sampler = load_sampler(config, checkpoint_dir, find_tokenizer(checkpoint_dir, workdir), step,
+                               devices=jax.local_devices() if multihost else None)
+        jsonl.write_jsonl(partial, [r for t in my_tasks if len(finished[t]) == n for r in finished[t]])
+        remaining = sum(len(chunk) for _, chunk in todo)
         with jsonl.open_text(partial, "at") as out, \
-                tqdm.tqdm(total=n * len(task_ids), initial=done_samples, unit="sample",
-                          desc=f"sampling {os.path.basename(path)}", smoothing=0.1) as bar:
+                tqdm.tqdm(total=n * len(my_tasks), initial=n * (len(my_tasks) - remaining), unit="sample",
+                          desc=f"sampling {os.path.basename(path)}", smoothing=0.1,
+                          disable=not distributed.is_main_process()) as bar:
             for index, chunk in todo:
                 samples = sampler.complete([tasks[t]["prompt"] for t in chunk], n=n,
                                            seed=_chunk_seed(config.seed, index), progress=False)
@@ -306,19 +320,21 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
                                           "mean_log_prob": c.mean_log_prob, "num_tokens": c.num_tokens,
                                           "finish_reason": c.finish_reason} for c in row]
                     out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in finished[task_id])
+                    generated += sum(c.num_tokens for c in row)
                 out.flush()
                 bar.update(n * len(chunk))
-    records = [r for t in task_ids for r in finished[t]]
     seconds = time.perf_counter() - start
-    generated = sum(r["num_tokens"] for r in records)
-    jsonl.write_jsonl(path + ".tmp", records)
-    os.replace(path + ".tmp", path)
+    records = distributed.gather_in_order([r for t in my_tasks for r in finished[t]], task_ids)
+    if distributed.is_main_process():
+        jsonl.write_jsonl(path + ".tmp", records)
+        os.replace(path + ".tmp", path)
+        # The rate of this process's last run (a resumed run samples only what was left).
+        jsonl.write_json_atomically(meta_file, dict(
+            wanted, complete=True, samples=len(records), tokens=sum(r["num_tokens"] for r in records),
+            seconds=round(seconds, 1), tokens_per_s=generated / seconds if generated else None))
+        logging.info("sampling: %d samples of %d problems from %s step %d in %.0f s -> %s",
+                     len(records), len(task_ids), checkpoint_dir, step, seconds, path)
     if os.path.exists(partial):
         os.remove(partial)
-    previous = meta.get("seconds", 0.0) if meta else 0.0
-    jsonl.write_json_atomically(meta_file, dict(
-        wanted, complete=True, samples=len(records), tokens=generated, seconds=previous + seconds,
-        tokens_per_s=generated / max(previous + seconds, 1e-9)))
-    logging.info("sampling: %d samples of %d problems from %s step %d in %.0f s -> %s",
-                 len(records), len(task_ids), checkpoint_dir, step, seconds, path)
+    distributed.barrier("samples: written")
     return path

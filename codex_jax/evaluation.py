@@ -151,12 +151,17 @@ def evaluate_with_config(config, sample_file: str) -> dict[str, Any]:
     to `<sample_file>_metrics.json` ({pass@k..., sample_file, results_file}) and returns it.
 
     Resumes like `evaluate_functional_correctness`: a finished evaluation only re-reads files.
+    Across processes each executes its share of the problems (`distributed`); process 0 writes.
     """
+    from codex_jax import distributed  # imports JAX, starts no backend unless processes joined
+
     sample_file = os.path.abspath(sample_file)
-    pass_at_k = evaluate_functional_correctness(
+    pass_at_k = distributed.evaluate_functional_correctness(
         sample_file, k=tuple(config.eval.k), n_workers=config.eval.n_workers, timeout=config.eval.timeout,
         problem_file=config.eval.problem_file or None,
         ignore_incomplete=config.eval.ignore_incomplete)
     metrics = dict(pass_at_k, sample_file=sample_file, results_file=sample_file + "_results.jsonl")
-    jsonl.write_json_atomically(sample_file + "_metrics.json", metrics)
+    if distributed.is_main_process():
+        jsonl.write_json_atomically(sample_file + "_metrics.json", metrics)
+    distributed.barrier("evaluation: metrics written")
     return metrics

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from codex_jax import checkpoint, data, functions, jsonl, tokenizer as tokenizer_lib, train
+from codex_jax import checkpoint, data, distributed, functions, jsonl, tokenizer as tokenizer_lib, train
 
 
 def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -31,6 +31,10 @@ def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
         if key not in tuned.train:
             raise ValueError(f"config.finetune.{key}: not a config.train key; expected one of {sorted(tuned.train)}")
         tuned.train[key] = value
+    try:
+        train.validate_config(tuned)
+    except ValueError as error:
+        raise ValueError(f"{error} (fine-tuning: config.finetune's keys replace config.train's)") from None
     return tuned
 
 
@@ -71,8 +75,9 @@ class PairData(train.DataSource):
 def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> PairData:
     """Fine-tuning batches from W/sft, building the pairs (and what they need) when missing."""
     workdir = os.fspath(workdir)
-    sft_dir = functions.ensure_functions(config, workdir)
-    tokenizer_path = tokenizer_lib.ensure_tokenizer(config, workdir)
+    sft_dir, tokenizer_path = distributed.main_process_first(  # one process builds what is missing
+        lambda: (functions.ensure_functions(config, workdir), tokenizer_lib.ensure_tokenizer(config, workdir)),
+        "fine-tuning pairs")
     tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
     t = config.train
     (train_rows, train_masks, _), (val_rows, val_masks, _) = [

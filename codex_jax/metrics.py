@@ -38,7 +38,7 @@ def peak_flops(device: jax.Device, configured: float = 0.0) -> float:
 def measure_matmul_flops(device: jax.Device | None = None, size: int = 1024, dtype: Any = jnp.float32,
                          repeats: int = 5) -> float:
     """Best-of-`repeats` FLOP/s of a jitted [size, size] @ [size, size] matmul on `device`."""
-    device = device or jax.devices()[0]
+    device = device or jax.local_devices()[0]
     a = jax.device_put(jnp.ones((size, size), dtype), device)
     matmul = jax.jit(lambda x: x @ x)
     matmul(a).block_until_ready()

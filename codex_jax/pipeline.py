@@ -27,6 +27,9 @@ from absl import logging
 from codex_jax import jsonl
 
 STAGES = ("corpus", "tokenizer", "data", "pretrain", "functions", "finetune", "sample", "execute", "report")
+# Stages whose artifact process 0 builds while the others wait; the others run in every process:
+# training and sampling are SPMD, execution shares out the problems.
+BUILT_BY_MAIN_PROCESS = ("corpus", "tokenizer", "data", "functions")
 MODELS = ("pretrain", "finetune")  # the Codex-S ablation: the same model before and after fine-tuning
 
 
@@ -56,9 +59,13 @@ def _execute(config, workdir):
 
 
 def _report(config, workdir):
-    from codex_jax import report
-    jsonl.write_json_atomically(os.path.join(workdir, "metrics.json"), collect_metrics(config, workdir))
-    report.write_report(workdir)
+    from codex_jax import distributed, finetune, report
+    directories = finetune.checkpoint_dirs(workdir)  # the body losses are SPMD like training
+    body_loss = {model: finetune.body_loss(config, workdir, directories[model]) for model in MODELS}
+    if distributed.is_main_process():
+        jsonl.write_json_atomically(os.path.join(workdir, "metrics.json"),
+                                    collect_metrics(config, workdir, body_loss))
+        report.write_report(workdir)
 
 
 RUNNERS: dict[str, Callable[[ml_collections.ConfigDict, str], None]] = {
@@ -95,20 +102,19 @@ def _training_summary(metrics_path: str) -> dict[str, Any]:
             "tokens_per_s": float(np.median([r["tokens_per_s"] for r in records]))}
 
 
-def collect_metrics(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Every number of the report, read from the stages' artifacts (the body losses are computed)."""
-    from codex_jax import finetune, report, tokenizer as tokenizer_lib
+def collect_metrics(config: ml_collections.ConfigDict, workdir: str, body_loss: dict[str, Any]) -> dict[str, Any]:
+    """Every number of the report: `body_loss` ({model: finetune.body_loss}) and the stages' artifacts."""
+    from codex_jax import report, tokenizer as tokenizer_lib
 
     corpus_stats = _read_json(os.path.join(workdir, "corpus", "stats.json"))
     data_meta = _read_json(os.path.join(workdir, "data", "meta.json"))
     functions_stats = _read_json(os.path.join(workdir, "sft", "stats.json"))
     tokenizer = tokenizer_lib.load_tokenizer(os.path.join(workdir, tokenizer_lib.MODEL_FILENAME))
-    directories = finetune.checkpoint_dirs(workdir)
     metrics: dict[str, Any] = {
         "problem_file": config.eval.problem_file,
         "evaluation": {model: report.results_summary(samples_path(workdir, model) + "_results.jsonl",
                                                      tuple(config.eval.k)) for model in MODELS},
-        "body_loss": {model: finetune.body_loss(config, workdir, directories[model]) for model in MODELS},
+        "body_loss": body_loss,
         "training": {"pretrain": _training_summary(os.path.join(workdir, "metrics.jsonl")),
                      "finetune": _training_summary(os.path.join(workdir, "finetune_metrics.jsonl"))},
         "data": {
@@ -137,20 +143,30 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         stages: Sequence[str] = STAGES) -> str:
     """Runs `stages` in order (each skips or resumes by itself); returns the report's path.
 
-    Seconds spent in each stage are added to W/timings.json as it ends, even when it fails.
+    Seconds spent in each stage are added to W/timings.json as it ends, even when it fails. On
+    several processes (`codex_jax.distributed`), every process runs this with the same arguments.
     """
+    from codex_jax import distributed
+
     workdir = os.path.abspath(os.fspath(workdir))
+    main = distributed.is_main_process()
     os.makedirs(workdir, exist_ok=True)
     for index, stage in enumerate(stages, start=1):
-        logging.info("pipeline: [%d/%d] %s", index, len(stages), stage)
-        print(f"== [{index}/{len(stages)}] {stage}", flush=True)
+        if main:
+            logging.info("pipeline: [%d/%d] %s", index, len(stages), stage)
         start = time.perf_counter()
         try:
-            RUNNERS[stage](config, workdir)
+            if stage not in BUILT_BY_MAIN_PROCESS:
+                RUNNERS[stage](config, workdir)
+            elif main:
+                RUNNERS[stage](config, workdir)
+            distributed.barrier(f"pipeline: {stage}")
         finally:
             seconds = time.perf_counter() - start
-            timings = read_timings(workdir)
-            timings[stage] = round(timings.get(stage, 0.0) + seconds, 1)
-            jsonl.write_json_atomically(os.path.join(workdir, "timings.json"), timings)
-        print(f"== {stage}: {seconds:.1f} s", flush=True)
+            if main:
+                timings = read_timings(workdir)
+                timings[stage] = round(timings.get(stage, 0.0) + seconds, 1)
+                jsonl.write_json_atomically(os.path.join(workdir, "timings.json"), timings)
+        if main:
+            logging.info("pipeline: %s done in %.1f s", stage, seconds)
     return os.path.join(workdir, "report.md")

@@ -179,7 +179,7 @@ def write_report(workdir: str) -> str:
                [[name, *[e["pass_at_k"].get(key, "") for key in k_names], e["pass@1_ranked_by_mean_log_prob"],
                  e["pass@1_random"], e["samples"]] for name, e in evaluations.items()]),
         "Sampling: " + "; ".join(f"{name} T={s.get('temperature')}, top_p={s.get('top_p')}, n={s.get('n')}, "
-                                 f"{s.get('tokens_per_s', 0):,.0f} tokens/s" for name, s in sampling.items()),
+                                 f"{s.get('tokens_per_s') or 0:,.0f} tokens/s" for name, s in sampling.items()),
         "### Problems solved",
         _passed_problems(evaluations),
         "![passes per problem](plots/pass_counts.png)",

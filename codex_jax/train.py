@@ -38,7 +38,7 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from codex_jax import checkpoint, metrics, model, sharding
+from codex_jax import checkpoint, distributed, metrics, model, sharding
 
 Batch = dict[str, Any]
 
@@ -86,7 +86,8 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
         _check(isinstance(t[field], int) and t[field] > 0, f"train.{field}", t[field], "a positive int")
     _check(t.seq_len <= m.max_len, "train.seq_len", t.seq_len, f"<= model.max_len={m.max_len}")
     _check(t.lr > 0, "train.lr", t.lr, "> 0")
-    _check(0 <= t.warmup_steps <= t.steps, "train.warmup_steps", t.warmup_steps, f"in [0, steps={t.steps}]")
+    _check(0 <= t.warmup_steps < t.steps, "train.warmup_steps", t.warmup_steps,
+           f"in [0, steps={t.steps}): the cosine decay needs a step after warmup")
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
     _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0 (0 = no clipping)")
     _check(t.eval_batches >= 0, "train.eval_batches", t.eval_batches, ">= 0")
@@ -268,10 +269,11 @@ def evaluate(run: Setup, params: Any, data: DataSource, n_batches: int) -> dict[
 
 
 def pretraining_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> DataSource:
-    """Packed-token batches from workdir/data, building corpus, tokenizer and data when missing."""
+    """Packed-token batches from workdir/data, building corpus, tokenizer and data when missing
+    (process 0 builds them; the other processes wait)."""
     from codex_jax import data, tokenizer  # the data stages load only when pretraining needs them
 
-    data_dir = data.ensure_data(config, workdir)
+    data_dir = distributed.main_process_first(lambda: data.ensure_data(config, workdir), "pretraining data")
     meta = data.load_meta(data_dir)
     train_tokens, val_tokens = data.load_tokens(data_dir, "train"), data.load_tokens(data_dir, "val")
     tokenizer_path = os.path.join(os.fspath(workdir), "tokenizer.model")
@@ -342,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     writer = metrics.MetricsWriter(metrics_path, resume_step=start, tensorboard_dir=tensorboard_dir)
     tokens_per_step = t.batch_size * t.seq_len
     flops_per_step = metrics.flops_per_token(run.gpt.config, t.seq_len) * tokens_per_step
-    peak = metrics.peak_flops(jax.devices()[0], t.peak_flops) * run.mesh.size
+    peak = metrics.peak_flops(jax.local_devices()[0], t.peak_flops) * run.mesh.size  # devices()[0] may be another host's
 
     timer_start, timed_steps = None, 0
     for step in range(start, t.steps):

@@ -11,7 +11,7 @@ import collections
 
 from absl import app, flags
 
-from codex_jax import cli, evaluation, jsonl
+from codex_jax import cli, distributed, evaluation, jsonl
 
 _CONFIG = cli.define_config_flag()
 _SAMPLES = flags.DEFINE_string("samples", "workdir/samples.jsonl", "JSONL(.gz) of {task_id, completion}")
@@ -19,6 +19,7 @@ _PROBLEMS = flags.DEFINE_string("problems", None, "HumanEval-schema JSONL(.gz); 
 _N_WORKERS = flags.DEFINE_integer("n_workers", None, "sandbox workers; 0 = one per core")
 _TIMEOUT = flags.DEFINE_float("timeout", None, "wall-clock seconds per sample")
 _K = flags.DEFINE_list("k", None, "pass@k to report, e.g. 1,10,100")
+_MULTIHOST = cli.define_multihost_flag()
 
 
 def print_summary(results_file: str) -> None:
@@ -48,7 +49,10 @@ def main(argv: list[str]) -> None:
         config.eval.timeout = _TIMEOUT.value
     if _K.value is not None:
         config.eval.k = tuple(int(k) for k in _K.value)
+    distributed.initialize(_MULTIHOST.value)  # each host executes its share of the problems
     metrics = evaluation.evaluate_with_config(config, _SAMPLES.value)
+    if not distributed.is_main_process():
+        return
     print_summary(metrics["results_file"])
     for name, value in metrics.items():
         if name.startswith("pass@"):

@@ -6,7 +6,8 @@ execute -> report, each stage skipped when its artifact is complete and resumed 
 
 Writes W/report.md (pass@k of the pretrained and the fine-tuned model, training curves, data
 statistics, time per stage), W/metrics.json and W/plots/*.png. Rerun the same command after an
-interruption: finished stages are skipped and the interrupted one resumes.
+interruption: finished stages are skipped and the interrupted one resumes. Across hosts, run
+the same command on every host with --multihost (see README, "Multi-host").
 """
 
 from absl import app, flags
@@ -15,18 +16,20 @@ from codex_jax import cli
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = cli.define_workdir_flag()
+_MULTIHOST = cli.define_multihost_flag()
 _STAGES = flags.DEFINE_string("stages", "all", "'all' or a comma-separated subset of: corpus, tokenizer, "
                               "data, pretrain, functions, finetune, sample, execute, report")
 
 
 def main(argv: list[str]) -> None:
     del argv
-    from codex_jax import pipeline
+    from codex_jax import distributed, pipeline
 
     stages = pipeline.parse_stages(_STAGES.value)
+    distributed.initialize(_MULTIHOST.value)
     cli.log_progress()
     path = pipeline.run(_CONFIG.value, _WORKDIR.value, stages)
-    if "report" in stages:
+    if "report" in stages and distributed.is_main_process():
         print(f"report: {path}")
 
 

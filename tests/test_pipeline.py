@@ -49,7 +49,7 @@ def sampling_setup(tmp_path, monkeypatch):
 
 def run_sampling(config, workdir, monkeypatch, fail_on=None):
     calls = []
-    monkeypatch.setattr(completions, "load_sampler", lambda *args: FakeSampler(calls, fail_on))
+    monkeypatch.setattr(completions, "load_sampler", lambda *args, **kwargs: FakeSampler(calls, fail_on))
     path = completions.ensure_samples(config, workdir, checkpoint_dir=str(workdir / "ckpt"),
                                       path=str(workdir / "samples" / "m.jsonl"))
     return path, calls
