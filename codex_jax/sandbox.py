@@ -1,11 +1,11 @@
 """Linux isolation layers for one executor worker, applied once, before the worker starts.
 
-A worker is started as `python -I -c <bootstrap>`: this module, running in that process while
-it is still single-threaded, enters namespaces, builds a private read-only mount view, installs
-Landlock and seccomp, and then replaces itself (`execve`) with the worker interpreter
-(`codex_jax.harness`). The layers survive `execve`; ctypes does not, so the process that runs
-samples has never loaded it. Each layer is tried and recorded; what the machine refuses is
-skipped and named, never silent. The threat model is in `codex_jax.execution`.
+A worker is started as `python -I -S -c <bootstrap>`: this module, running in that process
+while it is still single-threaded, enters namespaces, builds a private read-only mount view,
+installs Landlock and seccomp, and then replaces itself (`execve`) with the worker interpreter
+(`python -I -S`, `codex_jax.harness`). The layers survive `execve`; ctypes does not, so the
+process that runs samples has never loaded it. Each layer is tried and recorded; what the
+machine refuses is skipped and named, never silent. The threat model is in `codex_jax.execution`.
 
 Layers, in the order applied (names as they appear in each result's `sandbox` field):
     userns   a user namespace (only when not root: it is what lets the rest work unprivileged)
@@ -328,6 +328,5 @@ def main() -> NoReturn:
     if "userns" in layers:
         layers += filter(None, [attempt("capabilities", drop_capabilities)])
     worker_spec = dict(spec, scratch=scratch, layers=layers, refused=refused, pid1=os.getpid() == 1)
-    code = (f"import sys; sys.path.insert(0, {spec['package_root']!r}); "
-            "from codex_jax import harness; harness.main()")
-    os.execve(sys.executable, [sys.executable, "-I", "-c", code, json.dumps(worker_spec)], dict(os.environ))
+    os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", spec["worker_code"], json.dumps(worker_spec)],
+              dict(os.environ))
