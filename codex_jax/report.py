@@ -62,7 +62,8 @@ def plot_training(workdir: str) -> list[str]:
                 steps, values = zip(*curves[key])
                 axis.plot(steps, values, marker="." if key.startswith("val") else None, label=name)
     axes[0].set(title="training loss (nats per scored token)", xlabel="step", yscale="log")
-    axes[1].set(title="validation bits per byte", xlabel="step")
+    axes[1].set(title="validation bits per byte (pretrain: held-out files;\nfinetune: held-out function bodies)",
+                xlabel="step")
     for axis in axes:
         axis.legend()
         axis.grid(alpha=0.3)

@@ -25,6 +25,7 @@ and `kv_mask` hides the pad slots, so a prompt's tokens do not depend on its bat
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple, Protocol
 
@@ -39,6 +40,7 @@ from codex_jax import model as model_lib
 _BISECTION_STEPS = 30
 _ONE_BITS = 0x3F800000  # float32 1.0
 _SAMPLE_BLOCK = 128  # inverse-CDF sampling picks a block of this many tokens, then a token in it
+_DECODE_CHUNK = 32  # decode steps per while_loop; each loop sees a cache of the slots filled by its end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +169,11 @@ class Decoder(Protocol):
     """What the decode loop needs from a model (hashable: a static argument of the jit)."""
 
     def init_cache(self, batch_size: int, cache_len: int) -> Any:
-        """A zeroed cache pytree whose leaves are [batch_size, cache_len, ...]."""
+        """A zeroed cache pytree of cache_len slots whose leaves have batch_size rows first.
+
+        Caches of two lengths may differ only in each leaf's slot dimension: the decode loop
+        grows its cache by copying the shorter into the corner of the longer.
+        """
 
     def __call__(self, params: Any, tokens: jax.Array, positions: jax.Array, cache: Any,
                  cache_index: jax.Array | int, kv_mask: jax.Array) -> tuple[jax.Array, Any]:
@@ -218,6 +224,15 @@ def _shard_rows(tree: Any) -> Any:
         lambda x: nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1)), tree)
 
 
+def _grow_cache(decoder: Decoder, cache: Any, batch_size: int, cache_len: int) -> Any:
+    """The cache extended with zeroed slots to cache_len slots.
+
+    Copies each leaf into the corner of `decoder.init_cache`'s: leaves differ only in slots.
+    """
+    return _shard_rows(jax.tree.map(lambda new, old: jax.lax.dynamic_update_slice(new, old, (0,) * old.ndim),
+                                    decoder.init_cache(batch_size, cache_len), cache))
+
+
 @jax.jit(static_argnames=("decoder", "max_new_tokens", "sampling", "eod_id"))
 def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: jax.Array,
              row_prompt: jax.Array, rng: jax.Array, stop_next_state: jax.Array,
@@ -247,16 +262,21 @@ def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: j
     positions = jnp.maximum(slots - padding, 0)  # (G, P)
     kv_mask = jnp.concatenate([slots >= padding, jnp.ones((num_prompts, max_new_tokens - 1), bool)],
                               axis=1)  # (G, S): pad slots hidden, the slots to come open
-    cache = decoder.init_cache(num_prompts, prompt_len + max_new_tokens - 1)
+    # Decode in chunks of _DECODE_CHUNK steps over a cache that holds only the slots written so
+    # far: attention streams the whole cache every step (memory bound), so the early steps
+    # read a fraction of it. Step n writes slot P - 1 + n.
+    chunk_ends = list(range(_DECODE_CHUNK, max_new_tokens, _DECODE_CHUNK)) + [max_new_tokens]
+    cache_len = prompt_len - 1 + chunk_ends[0]
+    cache = decoder.init_cache(num_prompts, cache_len)
     # Prefill all but the last prompt token; its logits are unused, so XLA drops the output
     # layer. The last token is fed by the first decode step, which yields the first logits.
-    _, cache = decoder(params, prompt[:, :-1], positions[:, :-1], cache, 0, kv_mask)
+    _, cache = decoder(params, prompt[:, :-1], positions[:, :-1], cache, 0, kv_mask[:, :cache_len])
 
     cache, kv_mask = _shard_rows(jax.tree.map(lambda x: x[row_prompt], (cache, kv_mask)))
     next_position = prompt_lengths[row_prompt] - 1  # (R,) position of the token fed next
     first_token = prompt[row_prompt, -1]  # (R,)
 
-    def decode_step(state):
+    def decode_step(kv_mask, state):
         step, token, cache, stop_state, done, tokens, log_probs, num_tokens = state
         logits, cache = decoder(params, token[:, None], (next_position + step)[:, None], cache,
                                 prompt_len - 1 + step, kv_mask)  # (R, 1, V)
@@ -268,16 +288,17 @@ def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: j
         done = done | (token == eod_id) | (stop_state == stop_matched)
         return step + 1, token, cache, stop_state, done, tokens, log_probs, num_tokens
 
-    def running(state):
-        step, done = state[0], state[4]
-        return (step < max_new_tokens) & ~jnp.all(done)
-
     state = (jnp.int32(0), first_token, cache, jnp.zeros(num_rows, jnp.int32),
              jnp.zeros(num_rows, bool),
              _shard_rows(jnp.full((num_rows, max_new_tokens), -1, jnp.int32)),
              _shard_rows(jnp.zeros((num_rows, max_new_tokens), jnp.float32)),
              jnp.zeros(num_rows, jnp.int32))
-    state = jax.lax.while_loop(running, decode_step, state)
+    for end in chunk_ends:
+        if prompt_len - 1 + end > cache_len:
+            cache_len = prompt_len - 1 + end
+            state = state[:2] + (_grow_cache(decoder, state[2], num_rows, cache_len),) + state[3:]
+        running = lambda state, end=end: (state[0] < end) & ~jnp.all(state[4])
+        state = jax.lax.while_loop(running, functools.partial(decode_step, kv_mask[:, :cache_len]), state)
     return Generation(tokens=state[5], log_probs=state[6], num_tokens=state[7], steps=state[0])
 
 

@@ -82,6 +82,11 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
            "an even head dim (d_model / n_heads) for rotary positions")
     _check(m.dtype in model.DTYPES, "model.dtype", m.dtype, f"one of {model.DTYPES}")
     _check(m.attention in model.ATTENTION, "model.attention", m.attention, f"one of {model.ATTENTION}")
+    _check(m.get("gelu", "tanh") in model.GELU, "model.gelu", m.get("gelu"), f"one of {model.GELU}")
+    kv_heads = m.get("n_kv_heads", 0)
+    _check(isinstance(kv_heads, int) and kv_heads >= 0 and m.n_heads % (kv_heads or m.n_heads) == 0,
+           "model.n_kv_heads", kv_heads, f"0 (= n_heads) or a divisor of n_heads={m.n_heads}")
+    _check(0 < m.get("rotary_fraction", 1.0) <= 1, "model.rotary_fraction", m.get("rotary_fraction"), "in (0, 1]")
     for field in ("steps", "batch_size", "seq_len", "grad_accum", "log_every", "eval_every"):
         _check(isinstance(t[field], int) and t[field] > 0, f"train.{field}", t[field], "a positive int")
     _check(t.seq_len <= m.max_len, "train.seq_len", t.seq_len, f"<= model.max_len={m.max_len}")

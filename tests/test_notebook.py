@@ -43,7 +43,8 @@ def toy_overrides(tmp_path) -> dict:
         "corpus.sources": (str(source),), "corpus.n_workers": 1, "corpus.val_fraction": 0.2,
         "tokenizer.vocab_size": 400, "data.n_workers": 1,
         "model.n_layers": 1, "model.d_model": 32, "model.n_heads": 2, "model.d_ff": 64, "model.max_len": 128,
-        "train.steps": 8, "train.batch_size": 4, "train.seq_len": 64, "train.lr": 1e-2, "train.warmup_steps": 2,
+        # batch 8: the rerun below happens in this process, on 8 devices
+        "train.steps": 8, "train.batch_size": 8, "train.seq_len": 64, "train.lr": 1e-2, "train.warmup_steps": 2,
         "train.log_every": 2, "train.eval_every": 4, "train.eval_batches": 1, "train.peak_flops": 1e12,
         "checkpoint.every_steps": 4, "functions.n_workers": 1,
         "finetune.steps": 8, "finetune.lr": 1e-2, "finetune.warmup_steps": 2, "finetune.eval_every": 4,

@@ -248,7 +248,7 @@ def no_stop(vocab: int) -> stopping.StopTable:
     return stopping.StopTable.build((), [b"x"] * vocab)
 
 
-def test_rows_stop_at_end_of_document_and_the_batch_stops_when_all_have():
+def test_rows_stop_at_end_of_document_and_the_batch_stops_when_all_have(decode_chunk):
     vocab = 8
     params = np.zeros((vocab, vocab), np.float32)
     params[3, 4] = params[4, 2] = params[5, 6] = params[6, 7] = params[7, 2] = 10.0  # 2 = eod
@@ -352,7 +352,17 @@ def run_greedy(params, prompts: list[list[int]], steps: int, prompt_len: int = 1
     return np.asarray(out.tokens)
 
 
-def test_gpt_greedy_decoding_equals_argmax_of_full_forward_and_ignores_batch_neighbours(gpt_params):
+@pytest.fixture(params=[32, 3], ids=["one_chunk", "chunks_of_3"])
+def decode_chunk(request, monkeypatch):
+    """The decode loop's chunk length; 3 makes 8 steps run as loops of 3, 3 and 2 steps."""
+    monkeypatch.setattr(sampling, "_DECODE_CHUNK", request.param)
+    sampling.generate.clear_cache()  # the chunk length is read when generate is traced
+    yield request.param
+    sampling.generate.clear_cache()
+
+
+def test_gpt_greedy_decoding_equals_argmax_of_full_forward_and_ignores_batch_neighbours(
+        gpt_params, decode_chunk):
     rng = np.random.default_rng(0)
     prompts = [rng.integers(3, 96, size=n).tolist() for n in (3, 16, 9, 1)]
     steps = 8

@@ -184,10 +184,13 @@ def test_run_killed_with_sigkill_then_restarted_matches_an_uninterrupted_run(tmp
     ("model", "positional", "alibi"),
     ("model", "dtype", "float64"),
     ("model", "attention", "flash"),
+    ("model", "gelu", "relu"),
+    ("model", "n_kv_heads", 3),  # does not divide n_heads=4
     ("train", "seq_len", 64),  # longer than model.max_len=16
     ("train", "batch_size", 6),  # not divisible by the 8 data shards
     ("train", "grad_accum", 3),  # does not divide batch_size
     ("train", "warmup_steps", 50),  # more than steps
+    ("train", "warmup_steps", 20),  # = steps: no step left to decay over
     ("train", "lr", 0.0),
     ("mesh", "model", 3),  # 8 devices do not divide by 3
     ("checkpoint", "keep", 0),

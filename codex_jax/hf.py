@@ -1,0 +1,281 @@
+"""Hugging Face checkpoints in and out: GPT-2, GPT-NeoX and GPTBigCode as `codex_jax.model.GPT`.
+
+    gpt_config, params, tokenizer = hf.load("DIR")   # a save_pretrained folder
+    hf.save_gpt2(gpt_config, params, "OUT")          # learned-position models -> GPT-2 format
+
+`load` reads `config.json`, the weights (`model.safetensors` or `pytorch_model.bin`, sharded
+or not, any float dtype, converted to float32) and `tokenizer.json` (the `tokenizers` library);
+no `transformers` is needed. The families map onto the model's options:
+
+    family       positions            attention            block                  GELU
+    gpt2         learned              H key/value heads    sequential             tanh (gelu_new)
+    gpt_neox     rotary on a fraction H key/value heads    parallel or sequential exact or tanh
+    gpt_bigcode  learned              1 (multi-query) or H sequential             tanh
+
+Weight layouts: GPT-2's Conv1D stores [in, out] (our kernels, flattened); GPT-NeoX's and
+GPTBigCode's Linear store [out, in]; their fused query/key/value output is ordered (head, q|k|v,
+dim), GPT-2's (q|k|v, head, dim), multi-query GPTBigCode's [q (D) | k (K) | v (K)].
+"""
+
+import glob
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from codex_jax import model as model_lib
+
+FAMILIES = ("gpt2", "gpt_neox", "gpt_bigcode")
+GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
+GPT2_PREFIX = "transformer."
+
+
+def read_config(directory: str) -> dict[str, Any]:
+    path = os.path.join(directory, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no config.json; expected a save_pretrained folder")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_weights(directory: str) -> dict[str, np.ndarray]:
+    """Every tensor of the checkpoint in `directory` as float32 numpy, by its name."""
+    safetensors_files = sorted(glob.glob(os.path.join(directory, "model*.safetensors")))
+    if safetensors_files:
+        from safetensors.flax import load_file  # reads bfloat16, which numpy cannot
+
+        return {name: np.asarray(tensor, np.float32) for path in safetensors_files
+                for name, tensor in load_file(path).items()}
+    torch_files = sorted(glob.glob(os.path.join(directory, "pytorch_model*.bin")))
+    if torch_files:
+        import torch
+
+        return {name: tensor.float().numpy() for path in torch_files
+                for name, tensor in torch.load(path, map_location="cpu", weights_only=True).items()}
+    raise FileNotFoundError(f"{directory}: no model*.safetensors or pytorch_model*.bin weights")
+
+
+def _get(hf: dict[str, Any], *names: str, default: Any = None) -> Any:
+    """The first of `names` set in the HF config (the families renamed fields over time)."""
+    return next((hf[n] for n in names if hf.get(n) is not None), default)
+
+
+def _require(condition: bool, hf: dict[str, Any], field: str, expected: str) -> None:
+    if not condition:
+        raise ValueError(f"config.json ({hf.get('model_type')}): {field} = {hf.get(field)!r} is not "
+                         f"supported; expected {expected}")
+
+
+def config_from_hf(hf: dict[str, Any]) -> model_lib.GPTConfig:
+    """The GPTConfig of a HF config.json (float32 compute)."""
+    family = hf.get("model_type")
+    if family not in FAMILIES:
+        raise ValueError(f"config.json: model_type {family!r} is not supported; expected one of {FAMILIES}")
+    activation = _get(hf, "activation_function", "hidden_act")
+    _require(activation in GELU, hf, "activation_function" if family != "gpt_neox" else "hidden_act",
+             f"one of {tuple(GELU)}")
+    d_model = _get(hf, "n_embd", "hidden_size")
+    common = dict(vocab_size=hf["vocab_size"], n_layers=_get(hf, "n_layer", "num_hidden_layers"),
+                  d_model=d_model, n_heads=_get(hf, "n_head", "num_attention_heads"),
+                  d_ff=_get(hf, "n_inner", "intermediate_size", default=4 * d_model),
+                  max_len=_get(hf, "n_positions", "max_position_embeddings"),
+                  gelu=GELU[activation], layer_norm_epsilon=_get(hf, "layer_norm_epsilon", "layer_norm_eps"),
+                  tie_embeddings=hf.get("tie_word_embeddings", family != "gpt_neox"))
+    if family == "gpt_neox":
+        rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+        _require(rope.get("rope_type", "default") == "default", hf, "rope_parameters", "rope_type 'default'")
+        return model_lib.GPTConfig(
+            **common, positional="rotary", parallel_residual=hf.get("use_parallel_residual", True),
+            rotary_fraction=_get(rope, "partial_rotary_factor", default=hf.get("rotary_pct", 0.25)),
+            rotary_base=_get(rope, "rope_theta", default=hf.get("rotary_emb_base", 10_000.0)))
+    _require(hf.get("scale_attn_weights", True), hf, "scale_attn_weights", "true")
+    _require(not hf.get("scale_attn_by_inverse_layer_idx"), hf, "scale_attn_by_inverse_layer_idx", "false")
+    multi_query = family == "gpt_bigcode" and hf.get("multi_query", True)
+    return model_lib.GPTConfig(**common, n_kv_heads=1 if multi_query else 0)
+
+
+def _layer_norm(get: Callable[[str], np.ndarray], name: str) -> dict[str, np.ndarray]:
+    return {"scale": get(name + ".weight"), "bias": get(name + ".bias")}
+
+
+def _dense(get, name: str, kernel_shape: tuple[int, ...], transpose: bool) -> dict[str, np.ndarray]:
+    """A projection from weight [in, out] (Conv1D) or [out, in] (Linear, `transpose`)."""
+    weight = get(name + ".weight")
+    weight = weight.T if transpose else weight
+    bias = get(name + ".bias")
+    return {"kernel": weight.reshape(kernel_shape), "bias": bias.reshape(kernel_shape[-1:])}
+
+
+def _attention(get, name: str, cfg: model_lib.GPTConfig, family: str) -> dict[str, Any]:
+    """The fused query/key/value projection as our qkv [D, 3, H, K] (or q and kv)."""
+    d, h, k = cfg.d_model, cfg.n_heads, cfg.head_dim
+    weight, bias = get(name + ".weight"), get(name + ".bias")
+    if family == "gpt2":  # Conv1D [D, 3D], outputs (3, H, K)
+        return {"qkv": {"kernel": weight.reshape(d, 3, h, k), "bias": bias.reshape(3, h, k)}}
+    weight = weight.T  # Linear [out, D] -> [D, out]
+    if cfg.kv_heads == 1:  # multi-query GPTBigCode: outputs [q (D) | k (K) | v (K)]
+        return {"q": {"kernel": weight[:, :d].reshape(d, h, k), "bias": bias[:d].reshape(h, k)},
+                "kv": {"kernel": weight[:, d:].reshape(d, 2, 1, k), "bias": bias[d:].reshape(2, 1, k)}}
+    # outputs (H, 3, K)
+    return {"qkv": {"kernel": weight.reshape(d, h, 3, k).transpose(0, 2, 1, 3),
+                    "bias": bias.reshape(h, 3, k).transpose(1, 0, 2)}}
+
+
+def params_from_hf(cfg: model_lib.GPTConfig, family: str, weights: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Our parameter tree (float32 numpy) from a checkpoint's tensors."""
+    def get(name: str) -> np.ndarray:
+        # The original GPT-2 files lack the "transformer." prefix; transformers 5 names GPT-NeoX's
+        # output layer lm_head in memory, embed_out on disk.
+        for key in (name, name.removeprefix(GPT2_PREFIX), name.replace("embed_out.", "lm_head.")):
+            if key in weights:
+                return weights[key]
+        if name.endswith(".bias") and family == "gpt_neox":  # attention_bias = false
+            return np.zeros(get(name.removesuffix(".bias") + ".weight").shape[0], np.float32)
+        raise KeyError(f"checkpoint ({family}): no tensor named {name!r}")
+
+    d, f, h, k = cfg.d_model, cfg.d_ff, cfg.n_heads, cfg.head_dim
+    linear = family != "gpt2"
+    if family == "gpt_neox":
+        root, layer, names = "gpt_neox.", "gpt_neox.layers.", dict(
+            wte="embed_in", ln_attn="input_layernorm", ln_mlp="post_attention_layernorm",
+            qkv="attention.query_key_value", out="attention.dense", fc="mlp.dense_h_to_4h",
+            proj="mlp.dense_4h_to_h", ln_f="final_layer_norm", head="embed_out")
+    else:
+        root, layer, names = GPT2_PREFIX, GPT2_PREFIX + "h.", dict(
+            wte="wte", wpe="wpe", ln_attn="ln_1", ln_mlp="ln_2", qkv="attn.c_attn", out="attn.c_proj",
+            fc="mlp.c_fc", proj="mlp.c_proj", ln_f="ln_f", head="lm_head")
+    params: dict[str, Any] = {"wte": {"embedding": get(root + names["wte"] + ".weight")},
+                              "ln_f": _layer_norm(get, root + names["ln_f"])}
+    if cfg.positional == "learned":
+        params["wpe"] = {"embedding": get(root + names["wpe"] + ".weight")}
+    if not cfg.tie_embeddings:
+        params["head"] = get(names["head"] + ".weight").T
+    for i in range(cfg.n_layers):
+        prefix = f"{layer}{i}."
+        params[f"block_{i}"] = {
+            "ln_attn": _layer_norm(get, prefix + names["ln_attn"]),
+            "ln_mlp": _layer_norm(get, prefix + names["ln_mlp"]),
+            "attn": {**_attention(get, prefix + names["qkv"], cfg, family),
+                     "out": _dense(get, prefix + names["out"], (h, k, d), linear)},
+            "mlp": {"fc": _dense(get, prefix + names["fc"], (d, f), linear),
+                    "proj": _dense(get, prefix + names["proj"], (f, d), linear)}}
+    return params
+
+
+def _check_shapes(cfg: model_lib.GPTConfig, params: Any, source: str) -> None:
+    """Raises if `params` is not the tree of shapes `GPT(cfg)` expects."""
+    import flax.linen as nn
+
+    expected = nn.unbox(jax.eval_shape(model_lib.GPT(cfg).init, jax.random.key(0),
+                                       jnp.zeros((1, 1), jnp.int32))["params"])
+    got = jax.tree.map(np.shape, params)
+    want = jax.tree.map(lambda x: x.shape, expected)
+    if got != want:
+        raise ValueError(f"{source}: parameter shapes {got} differ from the model's {want}")
+
+
+def load(directory: str | os.PathLike) -> tuple[model_lib.GPTConfig, dict[str, Any], "HFTokenizer"]:
+    """(config, params as jax float32 arrays, tokenizer) of a save_pretrained folder."""
+    directory = os.fspath(directory)
+    hf = read_config(directory)
+    cfg = config_from_hf(hf)
+    params = params_from_hf(cfg, hf["model_type"], read_weights(directory))
+    _check_shapes(cfg, params, directory)
+    return cfg, jax.tree.map(jnp.asarray, params), HFTokenizer.from_directory(directory, hf, cfg.vocab_size)
+
+
+def save_gpt2(cfg: model_lib.GPTConfig, params: Any, directory: str | os.PathLike,
+              eos_token_id: int | None = None) -> None:
+    """Writes a learned-position model as a GPT-2 save_pretrained folder (config.json and
+    model.safetensors; the tokenizer is not converted)."""
+    from safetensors.numpy import save_file
+
+    unsupported = {"positional": cfg.positional != "learned", "n_kv_heads": cfg.kv_heads != cfg.n_heads,
+                   "parallel_residual": cfg.parallel_residual, "gelu": cfg.gelu != "tanh"}
+    if any(unsupported.values()):
+        raise ValueError(f"GPT-2 has no equivalent of GPTConfig fields "
+                         f"{[name for name, bad in unsupported.items() if bad]}")
+    p = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+    d = cfg.d_model
+    tensors = {"wte.weight": p["wte"]["embedding"], "wpe.weight": p["wpe"]["embedding"],
+               "ln_f.weight": p["ln_f"]["scale"], "ln_f.bias": p["ln_f"]["bias"]}
+    for i in range(cfg.n_layers):
+        block, prefix = p[f"block_{i}"], f"h.{i}."
+        for ours, theirs in (("ln_attn", "ln_1"), ("ln_mlp", "ln_2")):
+            tensors[prefix + theirs + ".weight"] = block[ours]["scale"]
+            tensors[prefix + theirs + ".bias"] = block[ours]["bias"]
+        for ours, theirs, inputs in ((block["attn"]["qkv"], "attn.c_attn", d), (block["attn"]["out"], "attn.c_proj", d),
+                                     (block["mlp"]["fc"], "mlp.c_fc", d), (block["mlp"]["proj"], "mlp.c_proj", cfg.d_ff)):
+            tensors[prefix + theirs + ".weight"] = ours["kernel"].reshape(inputs, -1)  # Conv1D [in, out]
+            tensors[prefix + theirs + ".bias"] = ours["bias"].reshape(-1)
+    tensors = {GPT2_PREFIX + name: tensor for name, tensor in tensors.items()}
+    if not cfg.tie_embeddings:
+        tensors["lm_head.weight"] = p["head"].T
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    save_file({name: np.ascontiguousarray(t) for name, t in tensors.items()},
+              os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+    hf = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.vocab_size,
+          "n_positions": cfg.max_len, "n_embd": d, "n_layer": cfg.n_layers, "n_head": cfg.n_heads,
+          "n_inner": cfg.d_ff, "activation_function": "gelu_new", "layer_norm_epsilon": cfg.layer_norm_epsilon,
+          "tie_word_embeddings": cfg.tie_embeddings, "bos_token_id": eos_token_id, "eos_token_id": eos_token_id}
+    with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(hf, f, indent=2)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet: each byte as a printable character."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
+
+
+class HFTokenizer:
+    """A byte-level BPE `tokenizer.json` as `codex_jax.completions.Tokenizer`.
+
+    `vocab_size` is the model's (often padded past the tokenizer's); ids the tokenizer lacks
+    and special tokens (end of document included) decode to nothing.
+    """
+
+    def __init__(self, path: str, vocab_size: int, eod_id: int, pad_id: int):
+        import tokenizers
+
+        self.tokenizer = tokenizers.Tokenizer.from_file(path)
+        decoder = json.loads(self.tokenizer.to_str()).get("decoder") or {}
+        if decoder.get("type") != "ByteLevel":
+            raise ValueError(f"{path}: decoder {decoder.get('type')!r}; only byte-level BPE tokenizers "
+                             f"(GPT-2, GPT-NeoX, GPTBigCode) are supported")
+        self.vocab_size, self.eod_id, self.pad_id = vocab_size, eod_id, pad_id
+        to_byte = {c: b for b, c in _bytes_to_unicode().items()}
+        special = {token.content for token in self.tokenizer.get_added_tokens_decoder().values()
+                   if token.special}
+        self._bytes = []
+        for token_id in range(vocab_size):
+            token = self.tokenizer.id_to_token(token_id)
+            self._bytes.append(b"" if token is None or token in special
+                               else bytes(to_byte[c] for c in token))
+
+    @classmethod
+    def from_directory(cls, directory: str, hf: dict[str, Any], vocab_size: int) -> "HFTokenizer":
+        path = os.path.join(directory, "tokenizer.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no tokenizer.json (the `tokenizers` library's file)")
+        eod_id = hf.get("eos_token_id")
+        eod_id = eod_id[0] if isinstance(eod_id, list) else eod_id
+        if eod_id is None:
+            raise ValueError(f"{directory}/config.json: no eos_token_id (the end-of-document token)")
+        pad_id = hf.get("pad_token_id")
+        return cls(path, vocab_size, eod_id, eod_id if pad_id is None else pad_id)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode_bytes(self, ids: list[int]) -> bytes:
+        return b"".join(self._bytes[i] for i in ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
