@@ -3,8 +3,9 @@
     pip install torch==2.13.0 transformers   # CPU wheel; see README
     python benchmarks/train.py [--batch_size=8] [--repeats=7] [--steps=5]
 
-Both train the same model shape (the tiny config: 4 layers x 256, 4 heads, d_ff 1024, learned
-positions, tied embeddings, vocab 8,192, float32, no dropout) on the same random batch of
+Both train the same model shape (--config's model, default the tiny 2 x 128; the 1.3x target
+was set at 4 x 256: --config.model.n_layers=4 --config.model.d_model=256 --config.model.d_ff=1024;
+learned positions, tied embeddings, vocab 8,192, float32, no dropout) on the same random batch of
 [B, 256 + 1] tokens: forward, cross-entropy, backward, global-norm clipping and an AdamW
 update per step. transformers runs PyTorch eager (SDPA attention, foreach AdamW). The two
 contenders alternate within each repeat (the CPU is shared: alternation and medians keep the

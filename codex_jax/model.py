@@ -163,7 +163,7 @@ def attention_implementation(config: GPTConfig) -> str | None:
 def cached_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
     """Attention of q [B, T, H, K] over a cache k, v [B, N, S, K] where mask bool[B|1, 1, T, S].
 
-    The decode path: plain einsums over the cache's [B, H, S, K] layout with a float32 softmax,
+    The decode path: plain einsums over the cache's [B, N, S, K] layout with a float32 softmax,
     several times faster on XLA:CPU than `jax.nn.dot_product_attention`, which transposes the
     whole cache for every query token. A row whose slots are all masked (a padding query)
     gets a uniform average, finite like the rest.
