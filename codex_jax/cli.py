@@ -24,6 +24,14 @@ def define_multihost_flag() -> flags.FlagHolder:
                              "run the same command on every host, with a workdir they all see).")
 
 
+def start(multihost: bool) -> None:
+    """What a script does first: join the other hosts' processes (--multihost), then `log_progress`."""
+    from codex_jax import distributed
+
+    distributed.initialize(multihost)
+    log_progress()
+
+
 def log_progress() -> None:
     """INFO logging (stage progress, rates, ETAs) in process 0, warnings elsewhere; without
     orbax's lines per checkpoint save."""

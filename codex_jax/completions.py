@@ -225,10 +225,11 @@ def make_sampler(config: ml_collections.ConfigDict, gpt_config: Any, params: Any
 
 
 def _sample_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Everything besides checkpoint and prompts that the samples depend on (batch_size: chunks)."""
     s = config.sample
     return {"n": s.n, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
             "max_new_tokens": s.max_new_tokens, "stop": list(s.stop), "batch_size": s.batch_size,
-            "problems": config.eval.problem_file, "limit": s.limit, "seed": config.seed}
+            "seed": config.seed}
 
 
 def meta_path(samples_path: str) -> str:
@@ -341,8 +342,7 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     seconds = time.perf_counter() - start
     records = distributed.gather_in_order([r for t in my_tasks for r in finished[t]], task_ids)
     if distributed.is_main_process():
-        jsonl.write_jsonl(path + ".tmp", records)
-        os.replace(path + ".tmp", path)
+        jsonl.write_jsonl_atomically(path, records)
         # The rate of this process's last run (a resumed run samples only what was left).
         jsonl.write_json_atomically(meta_file, dict(
             wanted, complete=True, samples=len(records), tokens=sum(r["num_tokens"] for r in records),

@@ -79,12 +79,6 @@ def _finished_rows(results_file: str, samples: list[dict[str, Any]]) -> dict[tup
     return finished
 
 
-def _write_atomically(path: str, rows: Iterable[dict[str, Any]]) -> None:
-    temporary = path + ".tmp"
-    jsonl.write_jsonl(temporary, rows)
-    os.replace(temporary, path)
-
-
 def evaluate_functional_correctness(
     sample_file: str,
     k: Iterable[int] = (1, 10, 100),
@@ -116,7 +110,7 @@ def evaluate_functional_correctness(
 
     results_file = sample_file + "_results.jsonl"
     finished = _finished_rows(results_file, samples)
-    _write_atomically(results_file, finished.values())  # drops a half-written last line
+    jsonl.write_jsonl_atomically(results_file, finished.values())  # drops a half-written last line
     todo = [s for s in samples if (s["task_id"], s["completion_id"]) not in finished]
     jobs = (execution.Job((s["task_id"], s["completion_id"]), problems[s["task_id"]], s["completion"], timeout)
             for s in todo)
@@ -134,7 +128,7 @@ def evaluate_functional_correctness(
                 out.flush()
                 progress.update()
 
-    _write_atomically(results_file, (finished[(s["task_id"], s["completion_id"])] for s in samples))
+    jsonl.write_jsonl_atomically(results_file, (finished[(s["task_id"], s["completion_id"])] for s in samples))
     total, correct = collections.Counter(), collections.Counter()
     for row in finished.values():
         total[row["task_id"]] += 1

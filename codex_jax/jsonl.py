@@ -60,6 +60,14 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     os.replace(temporary, path)
 
 
+def write_jsonl_atomically(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
+    """`write_jsonl` to a temporary file beside `path`, then renamed over it."""
+    path = os.fspath(path)
+    temporary = f"{path}.tmp{os.getpid()}"
+    write_jsonl(temporary, records)
+    os.replace(temporary, path)
+
+
 def write_json_atomically(path: str | os.PathLike, value: Any) -> None:
     """One JSON document (indented), written atomically; used for stages' completion markers."""
     write_text_atomically(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")

@@ -8,6 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from codex_jax import jsonl
+
 # Dense bfloat16 peak FLOP/s per device, from the vendors' data sheets, matched by substring of
 # `jax.Device.device_kind` (first match wins, so longer names come first).
 PEAK_FLOPS = (
@@ -79,10 +81,7 @@ class MetricsWriter:
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
                 kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
-            temporary = f"{self.path}.tmp{os.getpid()}"
-            with open(temporary, "w", encoding="utf-8") as f:
-                f.writelines(kept)
-            os.replace(temporary, self.path)
+            jsonl.write_text_atomically(self.path, "".join(kept))
 
     def write(self, record: dict[str, Any]) -> None:
         """Appends `record` (which has an int "step") as one line, and to TensorBoard if enabled."""

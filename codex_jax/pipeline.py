@@ -104,12 +104,11 @@ def _training_summary(metrics_path: str) -> dict[str, Any]:
 
 def collect_metrics(config: ml_collections.ConfigDict, workdir: str, body_loss: dict[str, Any]) -> dict[str, Any]:
     """Every number of the report: `body_loss` ({model: finetune.body_loss}) and the stages' artifacts."""
-    from codex_jax import report, tokenizer as tokenizer_lib
+    from codex_jax import completions, corpus, data, report
 
-    corpus_stats = _read_json(os.path.join(workdir, "corpus", "stats.json"))
-    data_meta = _read_json(os.path.join(workdir, "data", "meta.json"))
+    corpus_stats = corpus.read_stats(os.path.join(workdir, "corpus"))
+    data_meta = data.load_meta(os.path.join(workdir, "data"))
     functions_stats = _read_json(os.path.join(workdir, "sft", "stats.json"))
-    tokenizer = tokenizer_lib.load_tokenizer(os.path.join(workdir, tokenizer_lib.MODEL_FILENAME))
     metrics: dict[str, Any] = {
         "problem_file": config.eval.problem_file,
         "evaluation": {model: report.results_summary(samples_path(workdir, model) + "_results.jsonl",
@@ -120,13 +119,13 @@ def collect_metrics(config: ml_collections.ConfigDict, workdir: str, body_loss: 
         "data": {
             "corpus": {"files_kept": corpus_stats["files"]["kept"], "files_seen": corpus_stats["files"]["seen"],
                        "mb_kept": round(corpus_stats["bytes"]["kept"] / 1e6, 1)},
-            "tokenizer": {"vocab_size": tokenizer.vocab_size,
+            "tokenizer": {"vocab_size": data_meta["vocab_size"],
                           "val_bytes_per_token": round(data_meta["val"]["n_bytes"] / data_meta["val"]["n_tokens"], 2)},
             "tokens": {split: data_meta[split]["n_tokens"] for split in ("train", "val")},
             "functions": functions_stats["splits"],
         },
         "sampling": {model: {key: value for key, value in _read_json(
-            samples_path(workdir, model)[:-len(".jsonl")] + ".meta.json").items()
+            completions.meta_path(samples_path(workdir, model))).items()
             if key in ("n", "temperature", "top_p", "samples", "tokens", "tokens_per_s")} for model in MODELS},
         "timings": read_timings(workdir),
         "config": config.to_dict(),
@@ -156,9 +155,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             logging.info("pipeline: [%d/%d] %s", index, len(stages), stage)
         start = time.perf_counter()
         try:
-            if stage not in BUILT_BY_MAIN_PROCESS:
-                RUNNERS[stage](config, workdir)
-            elif main:
+            if main or stage not in BUILT_BY_MAIN_PROCESS:
                 RUNNERS[stage](config, workdir)
             distributed.barrier(f"pipeline: {stage}")
         finally:

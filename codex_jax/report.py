@@ -104,7 +104,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _examples(workdir: str, limit: int = 3) -> str:
+def _examples(workdir: str, problem_file: str | None, limit: int = 3) -> str:
     """A few completions of the fine-tuned model with their prompts: passing ones when there are,
     else each problem's most likely sample (by mean log-prob) and why it failed."""
     from codex_jax import problems
@@ -112,27 +112,20 @@ def _examples(workdir: str, limit: int = 3) -> str:
     path = samples_path(workdir, MODELS[-1]) + "_results.jsonl"
     if not os.path.exists(path):
         return "No samples."
+    def rank(row: dict[str, Any]) -> tuple[bool, float]:
+        return row["passed"], row.get("mean_log_prob", 0.0)
+
     best: dict[str, dict[str, Any]] = {}
     for row in jsonl.read_jsonl(path):
         kept = best.get(row["task_id"])
-        if kept is None or (row["passed"], row.get("mean_log_prob", 0.0)) > (kept["passed"], kept.get("mean_log_prob", 0.0)):
-            best[row["task_id"]] = row
+        best[row["task_id"]] = row if kept is None else max(kept, row, key=rank)
     passed = [row for row in best.values() if row["passed"]]
     shown = (passed or list(best.values()))[:limit]
-    tasks = problems.read_problems(_problem_file(workdir))
+    tasks = problems.read_problems(problem_file)
     return "\n\n".join(
         f"**{row['task_id']}** ({MODELS[-1]} model, {row['result'][:80]}, mean log-prob "
         f"{row.get('mean_log_prob', float('nan')):.2f}):\n\n```python\n{tasks[row['task_id']]['prompt']}"
         f"{row['completion']}\n```" for row in shown)
-
-
-def _problem_file(workdir: str) -> str | None:
-    return _read_metrics(workdir).get("problem_file") or None
-
-
-def _read_metrics(workdir: str) -> dict[str, Any]:
-    with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _data_lines(data: dict[str, Any]) -> str:
@@ -163,7 +156,8 @@ def _passed_problems(evaluations: dict[str, Any]) -> str:
 def write_report(workdir: str) -> str:
     """Renders W/report.md and W/plots/*.png from W/metrics.json; returns the report's path."""
     workdir = os.fspath(workdir)
-    metrics = _read_metrics(workdir)
+    with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
     os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
     plot_training(workdir)
     plot_passes(workdir, metrics)
@@ -199,7 +193,7 @@ def write_report(workdir: str) -> str:
         _table(["stage", "seconds"], [[name, f"{seconds:.1f}"] for name, seconds in timings.items()]
                + [["total", f"{sum(timings.values()):.1f}"]]),
         "## Example completions",
-        _examples(workdir),
+        _examples(workdir, metrics.get("problem_file") or None),
         *_chained_section(workdir),
         "## Config",
         "```json\n" + json.dumps(metrics.get("config", {}), indent=1) + "\n```",

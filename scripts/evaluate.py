@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
         config.eval.timeout = _TIMEOUT.value
     if _K.value is not None:
         config.eval.k = tuple(int(k) for k in _K.value)
-    distributed.initialize(_MULTIHOST.value)  # each host executes its share of the problems
+    cli.start(_MULTIHOST.value)  # each host executes its share of the problems
     metrics = evaluation.evaluate_with_config(config, _SAMPLES.value)
     if not distributed.is_main_process():
         return

@@ -22,8 +22,7 @@ def main(argv: list[str]) -> None:
     del argv
     from codex_jax import distributed, finetune
 
-    distributed.initialize(_MULTIHOST.value)
-    cli.log_progress()
+    cli.start(_MULTIHOST.value)
     config, workdir = _CONFIG.value, _WORKDIR.value
     finetune.ensure_finetuned(config, workdir)
     losses = {stage: finetune.body_loss(config, workdir, directory)

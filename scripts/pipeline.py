@@ -26,8 +26,7 @@ def main(argv: list[str]) -> None:
     from codex_jax import distributed, pipeline
 
     stages = pipeline.parse_stages(_STAGES.value)
-    distributed.initialize(_MULTIHOST.value)
-    cli.log_progress()
+    cli.start(_MULTIHOST.value)
     path = pipeline.run(_CONFIG.value, _WORKDIR.value, stages)
     if "report" in stages and distributed.is_main_process():
         print(f"report: {path}")

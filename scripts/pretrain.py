@@ -25,8 +25,7 @@ def main(argv: list[str]) -> None:
 
     from codex_jax import distributed, train
 
-    distributed.initialize(_MULTIHOST.value)
-    cli.log_progress()
+    cli.start(_MULTIHOST.value)
     state = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if not distributed.is_main_process():
         return

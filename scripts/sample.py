@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
             config.sample[field] = value
     if _SEED.value is not None:
         config.seed = _SEED.value
-    distributed.initialize(_MULTIHOST.value)
+    cli.start(_MULTIHOST.value)
     if _PROMPT.value is None:
         path = completions.ensure_samples(config, _WORKDIR.value, hf_checkpoint=_HF_CHECKPOINT.value)
         if distributed.is_main_process():

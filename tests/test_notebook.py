@@ -61,9 +61,10 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
     parameters = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(parameters) == 1
     parameters[0].source = f"WORKDIR = {str(workdir)!r}\nREPO_URL = ''\nOVERRIDES = {overrides!r}"
-    monkeypatch.setenv("XLA_FLAGS", "")  # one CPU device in the kernel
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": REPO}}).execute()
+    with monkeypatch.context() as patch:  # one CPU device in the kernel; this process keeps its 8
+        patch.setenv("XLA_FLAGS", "")
+        nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": REPO}}).execute()
 
     shown = "".join(output.get("data", {}).get("text/markdown", "") for cell in notebook.cells
                     for output in cell.get("outputs", []))
