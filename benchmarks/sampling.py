@@ -9,7 +9,13 @@ the 2x target was set at 4 x 256: --config.model.n_layers=4 --config.model.d_mod
 stop, with a KV cache, at batch 1 and 32, greedy and top-p (T = 0.8, p = 0.95; transformers is
 told top_k=0, since it applies top_k=50 by default). Timings include prefill. The two contenders
 alternate within each repeat and each reports the median tokens/s over the repeats with the
-spread (min-max). The batch-32 top-p ratio is printed last.
+spread (min-max). The batch-32 top-p ratio is printed last, with the load average at the end.
+
+Only a quiet machine gives a meaningful ratio: under load (other processes on the 2 cores of the
+project's VM) transformers' two OpenMP threads stall (at load 3 a 2-thread torch matmul of this
+model's shapes took 3-35x longer than a 1-thread one), and its rate collapses far more than
+codex_jax's (measured at load 3.4-6: 19 tokens/s at batch 1 and 119 at batch 32 greedy, against
+the issue's ~450 and ~3,300 on a quiet machine), which inflates the ratio to 12-22x.
 """
 
 import os
@@ -121,6 +127,7 @@ def main(argv: list[str]) -> None:
                 f"{name} {medians[name]:8,.0f} [{min(r):,.0f}-{max(r):,.0f}]" for name, r in rates.items())
                 + f"  ratio {ratio:.2f}x", flush=True)
     last = max(b for b, _ in ratios)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"batch-{last} top-p ratio (codex_jax / transformers): {ratios[(last, 'top-p')]:.2f}x")
 
 
