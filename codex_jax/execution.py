@@ -31,7 +31,7 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
   * Secrets: workers start with a minimal environment (the evaluator's is never copied); home
     directories, /run and /proc are covered by empty tmpfs (only the interpreter's folders are
     bound back); failure messages are truncated and any value of the evaluator's environment
-    is redacted from them; stdout and stderr go to /dev/null.
+    (as it was when the pool started) is redacted from them; stdout and stderr go to /dev/null.
   * Other processes: the evaluator and other workers are outside the sample's PID namespace,
     and Landlock scopes signals to the worker's domain; seccomp denies ptrace,
     process_vm_*, pidfd_getfd, mount, namespaces, keyrings, BPF, io_uring, module loading.
@@ -113,12 +113,17 @@ def _warn_once(message: str) -> None:
         logging.warning(message)
 
 
-def _scrub(text: str) -> str:
-    """Bounds a result text and redacts every value of this process's environment from it."""
+def _environment_secrets() -> tuple[str, ...]:
+    """The values of this process's environment that `_scrub` redacts, longest first."""
+    return tuple(sorted({v for v in os.environ.values() if len(v) >= SECRET_MIN_LENGTH}, key=len, reverse=True))
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Bounds a result text and redacts `secrets` (from `_environment_secrets`) from it."""
     text = text[:RESULT_TEXT_LIMIT]
-    for value in os.environ.values():
-        if len(value) >= SECRET_MIN_LENGTH and value in text:
-            text = text.replace(value, "[redacted]")
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
     return text
 
 
@@ -205,6 +210,7 @@ class ExecutorPool:
         self.n_workers = n_workers or len(os.sched_getaffinity(0))
         self.isolation = isolation
         self.memory_bytes = memory_bytes
+        self.secrets = _environment_secrets()  # once, not per result: os.environ decodes every value
         self.selector = selectors.DefaultSelector()
         self.workers = [self._start(i) for i in range(self.n_workers)]
         try:
@@ -246,10 +252,9 @@ class ExecutorPool:
         self._await_ready(self.workers[index])
         return list(worker.jobs)[1:]
 
-    @staticmethod
-    def _result(job: Job, result: str, passed: bool, layers: str) -> tuple[Job, dict[str, Any]]:
+    def _result(self, job: Job, result: str, passed: bool, layers: str) -> tuple[Job, dict[str, Any]]:
         return job, dict(task_id=job.problem["task_id"], passed=passed,
-                         result=result if passed else _scrub(result), sandbox=layers)
+                         result=result if passed else _scrub(result, self.secrets), sandbox=layers)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
         """Runs `jobs` on the workers; yields (job, result dict) in the order they finish."""

@@ -355,16 +355,18 @@ class Worker:
             os.close(pidfd)
 
     def _fresh_task_dir(self) -> str:
-        """An empty scratch folder owned by the sample uid (reused: emptying beats rmdir + mkdir)."""
+        """An empty scratch folder owned by the sample uid, made anew for every sample."""
         task_dir = self.task_dir
-        if os.path.islink(task_dir) or (os.path.exists(task_dir) and not os.path.isdir(task_dir)):
-            os.unlink(task_dir)
-        if os.path.isdir(task_dir):
-            os.chmod(task_dir, 0o700)
-            if os.listdir(task_dir):
+        try:
+            os.rmdir(task_dir)  # the last sample's, when it left it empty
+        except FileNotFoundError:
+            pass
+        except OSError:  # the sample left files in it, or put something else in its place
+            if os.path.islink(task_dir) or not os.path.isdir(task_dir):
+                os.unlink(task_dir)
+            else:
                 _remove_tree(task_dir)
-        if not os.path.isdir(task_dir):
-            os.mkdir(task_dir, 0o700)
+        os.mkdir(task_dir, 0o700)
         if self.sample_uid is not None:
             os.chown(task_dir, self.sample_uid, self.sample_uid)
         return task_dir

@@ -36,7 +36,7 @@ def test_pool_recovers_when_a_worker_dies():
 
 def test_result_text_is_bounded_and_redacts_environment_values(monkeypatch):
     monkeypatch.setenv("SOME_TOKEN", "tok-1234567890")
-    text = execution._scrub("failed: leaked tok-1234567890 " + "x" * 1000)
+    text = execution._scrub("failed: leaked tok-1234567890 " + "x" * 1000, execution._environment_secrets())
     assert "tok-1234567890" not in text and "[redacted]" in text
     assert len(text) <= execution.RESULT_TEXT_LIMIT
 
