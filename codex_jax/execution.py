@@ -69,8 +69,8 @@ can then reach what the invoking user can.
 import atexit
 import collections
 import dataclasses
-import json
 import logging
+import marshal
 import os
 import select
 import selectors
@@ -82,6 +82,8 @@ import sys
 import tempfile
 import time
 from typing import Any, Iterable, Iterator
+
+from codex_jax.harness import FRAME_HEADER_BYTES
 
 DEFAULT_MEMORY_BYTES = 2 * 2**30  # address-space limit per sample
 SANDBOX_UID_BASE = 1_800_000_000  # worker i's samples run as this + i (root only): no real user
@@ -144,10 +146,9 @@ class _Worker:
     def __init__(self, index: int, isolation: str):
         self.scratch = tempfile.mkdtemp(prefix="codex_jax_sandbox_")
         os.chmod(self.scratch, 0o711)  # the sample uid must reach its own task folder inside
-        spec = {"scratch": self.scratch, "isolation": isolation, "package_root": PACKAGE_ROOT,
-                "sample_uid": SANDBOX_UID_BASE + index, "worker_code": _python_code("harness")}
+        arguments = [self.scratch, isolation, str(SANDBOX_UID_BASE + index), _python_code("harness")]
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _python_code("sandbox"), json.dumps(spec)], stdin=subprocess.PIPE,
+            [sys.executable, "-I", "-S", "-c", _python_code("sandbox"), *arguments], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=WORKER_ENVIRONMENT, close_fds=True, start_new_session=True)
         self.buffer = b""
         self.jobs: collections.deque[Job] = collections.deque()
@@ -157,22 +158,30 @@ class _Worker:
     def fileno(self) -> int:
         return self.process.stdout.fileno()
 
-    def read_lines(self) -> list[bytes] | None:
-        """Complete lines now available; None once the worker has exited."""
+    def read_messages(self) -> list[str] | None:
+        """Complete messages (frames of text, see `harness.main`) now available; None once the
+        worker has exited."""
         data = os.read(self.fileno(), 1 << 16)
         if not data:
             return None
         self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        return lines
+        messages = []
+        while len(self.buffer) >= FRAME_HEADER_BYTES:
+            end = FRAME_HEADER_BYTES + int.from_bytes(self.buffer[:FRAME_HEADER_BYTES], "big")
+            if len(self.buffer) < end:
+                break
+            messages.append(self.buffer[FRAME_HEADER_BYTES:end].decode("utf-8", "replace"))
+            self.buffer = self.buffer[end:]
+        return messages
 
     def send(self, job: Job, memory_bytes: int) -> None:
         if not self.jobs:
             self.deadline = time.monotonic() + job.timeout + BACKSTOP_GRACE_S
         self.jobs.append(job)
-        message = {"program": job.problem["prompt"] + job.completion, "test": job.problem["test"],
-                   "entry_point": job.problem["entry_point"], "timeout": job.timeout, "memory_bytes": memory_bytes}
-        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        message = marshal.dumps({"program": job.problem["prompt"] + job.completion, "test": job.problem["test"],
+                                 "entry_point": job.problem["entry_point"], "timeout": job.timeout,
+                                 "memory_bytes": memory_bytes})
+        self.process.stdin.write(len(message).to_bytes(FRAME_HEADER_BYTES, "big") + message)
         self.process.stdin.flush()
 
     def pop(self) -> Job:
@@ -227,20 +236,19 @@ class ExecutorPool:
 
     def _await_ready(self, worker: _Worker) -> None:
         give_up = time.monotonic() + STARTUP_TIMEOUT_S
-        lines: list[bytes] | None = []
-        while lines == [] and time.monotonic() < give_up:
+        messages: list[str] | None = []
+        while messages == [] and time.monotonic() < give_up:
             readable, _, _ = select.select([worker], [], [], max(0.0, give_up - time.monotonic()))
             if readable:
-                lines = worker.read_lines()
-        if not lines:
+                messages = worker.read_messages()
+        if not messages:
             raise RuntimeError(f"sandbox worker did not start (exit status {worker.process.poll()}); "
                                "its stderr above says why")
-        ready_message = json.loads(lines[0])
-        worker.layers = ready_message["layers"]
-        if ready_message["refused"]:
+        worker.layers, ctypes_loaded, *refused = messages[0].split("\n")
+        if refused:
             _warn_once("codex_jax sandbox is running with weaker isolation; refused: "
-                       f"{'; '.join(ready_message['refused'])}. Active layers: {worker.layers}")
-        if ready_message["ctypes_loaded"]:
+                       f"{'; '.join(refused)}. Active layers: {worker.layers}")
+        if ctypes_loaded:
             _warn_once("codex_jax sandbox worker has ctypes loaded; the verdict is weaker")
 
     def _restart(self, worker: _Worker) -> list[Job]:
@@ -273,14 +281,13 @@ class ExecutorPool:
             wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
             for key, _ in self.selector.select(wait_s):
                 worker = key.data
-                lines = worker.read_lines() if worker.jobs else []
-                if lines is None:
+                results = worker.read_messages() if worker.jobs else []
+                if results is None:
                     job = worker.jobs[0]
                     requeued.extend(self._restart(worker))
                     yield self._result(job, "failed: the sandbox worker died while running this sample",
                                        False, worker.layers)
-                for line in lines or []:
-                    result = json.loads(line)
+                for result in results or []:
                     yield self._result(worker.pop(), result, result == "passed", worker.layers)
             for worker in list(self.workers):
                 if worker.jobs and time.monotonic() > worker.deadline:

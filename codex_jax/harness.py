@@ -1,9 +1,9 @@
 """The executor worker: runs one sample at a time in a forked child and reports its verdict.
 
 Started by `codex_jax.sandbox` (after it applied the per-worker layers and exec'd this
-interpreter) and driven by `codex_jax.execution.ExecutorPool` over stdin/stdout, one JSON
-line per job and per result (the result text as a JSON string). Modules samples commonly use
-are imported once here, so a sample costs a fork, not an interpreter start. This module never
+interpreter) and driven by `codex_jax.execution.ExecutorPool` over stdin/stdout, one frame
+per job and per result (see `main`). Modules samples commonly use are imported once here, so
+a sample costs a fork, not an interpreter start. This module never
 imports ctypes: the process that runs samples must not hold a tool for reading its own memory
 (see the threat model in `codex_jax.execution`).
 
@@ -27,11 +27,10 @@ once in the worker.
 import _thread
 import collections
 import gc
-import json
+import marshal
 import os
 import resource
 import select
-import shutil
 import signal
 import sys
 import time
@@ -54,6 +53,7 @@ PROCESS_LIMIT = 64  # RLIMIT_NPROC, per sample uid
 MESSAGE_LIMIT_BYTES = 512  # longest failure text a child may report
 TAIL_BYTES = 8192  # result-pipe bytes kept: the harness message is written last
 REAP_LIMIT_S = 5.0  # longest wait for killed processes to be reaped before giving up
+FRAME_HEADER_BYTES = 4  # messages to and from the evaluator: their length (big-endian), then their bytes
 SAMPLE_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 BLOCKED_EVENTS = frozenset({
@@ -264,38 +264,48 @@ def _describe_exit(status: int | None) -> str:
 
 
 def _remove_tree(path: str) -> None:
-    """Removes a scratch folder, even one whose sample took away its own permissions."""
+    """Removes a folder and what is in it, even parts whose sample took away their permissions.
+
+    Best effort: what cannot be removed stays (and the next `os.mkdir` of the folder fails).
+    """
     try:
-        shutil.rmtree(path)
-        return
+        os.chmod(path, 0o700)
+        entries = list(os.scandir(path))
+    except OSError:
+        entries = []
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
     except OSError:
         pass
 
-    def make_writable(directory: str) -> None:
-        try:
-            os.chmod(directory, 0o700)
-            for entry in os.scandir(directory):
-                if entry.is_dir(follow_symlinks=False):
-                    make_writable(entry.path)
-        except OSError:
-            pass
-
-    make_writable(path)
-    shutil.rmtree(path, ignore_errors=True)
-
 
 class Worker:
-    """Runs jobs one at a time; `spec` comes from the bootstrap (layers, scratch, uid)."""
+    """Runs jobs one at a time.
 
-    def __init__(self, spec: dict[str, Any]):
-        self.scratch = spec["scratch"]
-        self.task_dir = os.path.join(self.scratch, "task")  # the same path for every sample
-        self.pid1 = spec["pid1"]  # init of its own PID namespace: kill(-1) reaches only samples
+    Args (from the bootstrap):
+        scratch: the folder in which each sample gets its own fresh task folder.
+        sample_uid: the uid samples run as when this worker is really root.
+        pid1: whether this worker is the init of its own PID namespace (then kill(-1) reaches
+            only samples).
+        layers: the isolation layers the bootstrap applied.
+    """
+
+    def __init__(self, scratch: str, sample_uid: int, pid1: bool, layers: list[str]):
+        self.task_dir = os.path.join(scratch, "task")  # the same path for every sample
+        self.pid1 = pid1
         # Real root gives each worker's samples their own uid; in a user namespace only root is
         # mapped, so samples keep it, without capabilities (the "nocaps" layer).
-        really_root = os.geteuid() == 0 and "userns" not in spec["layers"]
-        self.sample_uid = spec["sample_uid"] if really_root else None
-        layers = list(spec["layers"]) + ["rlimits", "audit-hook", "fresh-scratch", "scrubbed-env"]
+        really_root = os.geteuid() == 0 and "userns" not in layers
+        self.sample_uid = sample_uid if really_root else None
+        layers = layers + ["rlimits", "audit-hook", "fresh-scratch", "scrubbed-env"]
         self.layers = ",".join(layers + (["uid"] if self.sample_uid is not None else []))
 
     def run(self, job: dict[str, Any]) -> str:
@@ -430,23 +440,34 @@ class Worker:
 
 
 def main() -> None:
-    """Worker entry point (argv[1]: the spec from `codex_jax.sandbox.main`)."""
-    spec = json.loads(sys.argv[1])
+    """Worker entry point; argv from `codex_jax.sandbox.main`: scratch folder, sample uid,
+    "pid1" or "", the applied layers (comma-separated) and the refused ones (one per line).
+
+    Talks to `codex_jax.execution.ExecutorPool` in frames (`FRAME_HEADER_BYTES` of length,
+    then the bytes): first a ready frame (layers, "ctypes" if ctypes is loaded, then each
+    refused layer, one per line), then one result text (UTF-8) per job frame (a marshalled
+    dict: program, test, entry_point, timeout, memory_bytes). Neither side imports json: it
+    would be one more module in every fork, and marshal reads the jobs faster.
+    """
+    scratch, sample_uid, pid1, layers, refused = sys.argv[1:]
     import_without_fork_handlers("logging")  # and threading, which it imports
     for name in PREIMPORTED_MODULES:
         __import__(name)
     # compile() checks whether its source is an AST object, which builds the ~120 AST node types
     # on first use: here, once, rather than in every child (~120 page faults each).
     import _ast  # noqa: F401
-    worker = Worker(spec)
+    worker = Worker(scratch, int(sample_uid), pid1 == "pid1", layers.split(",") if layers else [])
     confine_worker(worker.task_dir)
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    ready = {"ready": True, "layers": worker.layers, "refused": spec["refused"],
-             "ctypes_loaded": "ctypes" in sys.modules or "_ctypes" in sys.modules}
-    stdout.write(json.dumps(ready).encode() + b"\n")
-    stdout.flush()
-    for line in iter(stdin.readline, b""):
-        stdout.write(json.dumps(worker.run(json.loads(line))).encode() + b"\n")
+    read, stdout = sys.stdin.buffer.read, sys.stdout.buffer
+
+    def send(text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        stdout.write(len(data).to_bytes(FRAME_HEADER_BYTES, "big") + data)
         stdout.flush()
+
+    ctypes_loaded = "ctypes" in sys.modules or "_ctypes" in sys.modules
+    send("\n".join([worker.layers, "ctypes" if ctypes_loaded else "", *filter(None, refused.split("\n"))]))
+    while header := read(FRAME_HEADER_BYTES):
+        send(worker.run(marshal.loads(read(int.from_bytes(header, "big")))))
         worker.reap_all()
