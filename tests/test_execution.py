@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from codex_jax import execution
+from codex_jax import execution, harness
 
 PROBLEM = {"task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add",
            "test": "def check(candidate):\n    assert candidate(2, 3) == 5, 'add(2, 3) is wrong'\n"}
@@ -123,3 +123,24 @@ def test_logging_does_not_hand_harness_frames_to_samples(name):
              "    return False\n")
     result = execution.check_correctness(PROBLEM, steal + LOGGING_FRAME_THEFTS[name], timeout=5.0)
     assert result["result"] == "failed: add(2, 3) is wrong"
+
+
+def test_fresh_task_folder_removes_what_a_sample_left_and_nothing_outside(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (tmp_path / "scratch").mkdir()
+    worker = harness.Worker(str(tmp_path / "scratch"), os.getuid(), False, [])
+    task = worker._fresh_task_dir()
+    os.makedirs(os.path.join(task, "a", "b"))
+    open(os.path.join(task, "a", "b", "file"), "w").close()
+    os.chmod(os.path.join(task, "a"), 0)
+    os.symlink(outside, os.path.join(task, "dir_link"))
+    os.symlink(outside / "keep.txt", os.path.join(task, "file_link"))
+    os.chmod(task, 0)
+    assert worker._fresh_task_dir() == task and os.listdir(task) == []
+    os.rmdir(task)
+    os.symlink(outside, task)  # a sample that owns the scratch folder swaps its task folder for a link
+    assert worker._fresh_task_dir() == task and not os.path.islink(task) and os.listdir(task) == []
+    assert sorted(os.listdir(outside)) == ["keep.txt"] and (outside / "keep.txt").read_text() == "keep"
+    assert os.stat(outside).st_mode & 0o777 == 0o755
