@@ -471,3 +471,4 @@ def main() -> None:
     while header := read(FRAME_HEADER_BYTES):
         send(worker.run(marshal.loads(read(int.from_bytes(header, "big")))))
         worker.reap_all()
+    os._exit(0)  # end of input: all is sent and reaped; the pool's close need not wait for interpreter teardown
