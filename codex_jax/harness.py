@@ -218,12 +218,15 @@ def confine_worker(task_dir: str) -> None:
     sys.addaudithook(make_audit_hook(trusted_frame_users(find_caller)))
 
 
-def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid: int | None) -> None:
-    """The per-sample layers the fork adds to the worker's: session, fds, limits, uid."""
+def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, null_fd: int, sample_uid: int | None) -> None:
+    """The per-sample layers the fork adds to the worker's: session, fds, limits, uid.
+
+    `null_fd` (/dev/null, opened once by the worker) becomes stdin, stdout and stderr; every
+    other fd but `result_fd` is closed.
+    """
     os.setsid()
-    null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
-        os.dup2(null, fd)
+        os.dup2(null_fd, fd)
     max_fd = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     os.closerange(3, result_fd)
     os.closerange(result_fd + 1, max_fd if max_fd != resource.RLIM_INFINITY else 65536)
@@ -300,6 +303,7 @@ class Worker:
 
     def __init__(self, scratch: str, sample_uid: int, pid1: bool, layers: list[str]):
         self.task_dir = os.path.join(scratch, "task")  # the same path for every sample
+        self.null_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)  # each child's stdin, stdout and stderr
         self.pid1 = pid1
         # Real root gives each worker's samples their own uid; in a user namespace only root is
         # mapped, so samples keep it, without capabilities (the "nocaps" layer).
@@ -318,7 +322,7 @@ class Worker:
         if pid == 0:
             try:
                 os.close(read_fd)
-                confine_child(job, task_dir, write_fd, self.sample_uid)
+                confine_child(job, task_dir, write_fd, self.null_fd, self.sample_uid)
                 run_program(job, write_fd, nonce)
             finally:
                 os._exit(70)
