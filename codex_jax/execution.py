@@ -69,6 +69,7 @@ can then reach what the invoking user can.
 import atexit
 import collections
 import dataclasses
+import functools
 import logging
 import marshal
 import os
@@ -129,6 +130,17 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
+def _marshalled_test(test: str) -> bytes:
+    """`test` compiled (asserts kept, whatever this interpreter's -O) and marshalled, once per
+    problem, so that children do not compile it again; b"" when it does not compile (the child
+    then compiles it and fails the sample with the error)."""
+    try:
+        return marshal.dumps(compile(test, "<test>", "exec", dont_inherit=True, optimize=0))
+    except Exception:  # SyntaxError, ValueError (null bytes), RecursionError, MemoryError, ...
+        return b""
+
+
 def _python_code(module: str) -> str:
     """Code for `python -I -S -c` that runs `codex_jax.<module>.main()`.
 
@@ -179,6 +191,7 @@ class _Worker:
             self.deadline = time.monotonic() + job.timeout + BACKSTOP_GRACE_S
         self.jobs.append(job)
         message = marshal.dumps({"program": job.problem["prompt"] + job.completion, "test": job.problem["test"],
+                                 "test_code": _marshalled_test(job.problem["test"]),
                                  "entry_point": job.problem["entry_point"], "timeout": job.timeout,
                                  "memory_bytes": memory_bytes})
         self.process.stdin.write(len(message).to_bytes(FRAME_HEADER_BYTES, "big") + message)

