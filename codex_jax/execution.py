@@ -155,10 +155,10 @@ def _python_code(module: str) -> str:
 class _Worker:
     """One sandboxed worker process and the jobs sent to it, oldest (running) first."""
 
-    def __init__(self, index: int, isolation: str, core: int):
+    def __init__(self, index: int, isolation: str, core: str):
         self.scratch = tempfile.mkdtemp(prefix="codex_jax_sandbox_")
         os.chmod(self.scratch, 0o711)  # the sample uid must reach its own task folder inside
-        arguments = [self.scratch, isolation, str(SANDBOX_UID_BASE + index), str(core), _python_code("harness")]
+        arguments = [self.scratch, isolation, str(SANDBOX_UID_BASE + index), core, _python_code("harness")]
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _python_code("sandbox"), *arguments], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=WORKER_ENVIRONMENT, close_fds=True, start_new_session=True)
@@ -219,8 +219,8 @@ class ExecutorPool:
     """Pre-warmed sandboxed workers; `run` yields (job, result) as each job finishes.
 
     Args:
-        n_workers: worker processes; 0 means one per available core. Worker i and its samples
-            run on the i-th available core (round robin).
+        n_workers: worker processes; 0 means one per available core. When there are at least
+            as many workers as cores, worker i and its samples run on the i-th core (round robin).
         isolation: "full" tries every layer (and falls back, with a warning, to what the
             machine allows); "minimal" skips namespaces, e.g. to test the fallback.
         memory_bytes: address-space limit of each sample.
@@ -230,7 +230,7 @@ class ExecutorPool:
                  memory_bytes: int = DEFAULT_MEMORY_BYTES):
         if isolation not in ("full", "minimal"):
             raise ValueError(f"isolation must be 'full' or 'minimal', got {isolation!r}")
-        self.cores = sorted(os.sched_getaffinity(0))  # worker i and its samples run on cores[i % len]
+        self.cores = sorted(os.sched_getaffinity(0))
         self.n_workers = n_workers or len(self.cores)
         self.isolation = isolation
         self.memory_bytes = memory_bytes
@@ -245,7 +245,10 @@ class ExecutorPool:
             raise
 
     def _start(self, index: int) -> _Worker:
-        worker = _Worker(index, self.isolation, self.cores[index % len(self.cores)])
+        # Pinned only when the pool spans every core: smaller pools (several may share a machine)
+        # are left to the scheduler.
+        core = str(self.cores[index % len(self.cores)]) if self.n_workers >= len(self.cores) else ""
+        worker = _Worker(index, self.isolation, core)
         self.selector.register(worker.fileno(), selectors.EVENT_READ, worker)
         return worker
 
