@@ -163,19 +163,23 @@ def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
 
     The test is compiled on its own (by the evaluator, once per problem: `job["test_code"]`,
     marshalled; here when that is empty), so a completion cannot swallow it in an open
-    string, and `check` must be the function the test's own code defined.
+    string, and `check` must be the function the test's own code defined. Both are loaded,
+    and everything called after the sample's code starts is bound, before it starts: a sample
+    can replace builtins and module attributes (builtins.exec, marshal.loads, ...), not locals.
     """
     write, exit_now, function_type, code_type = os.write, os._exit, types.FunctionType, types.CodeType
+    run, evaluate, type_of = exec, eval, type
     try:
         namespace: dict[str, Any] = {}
-        exec(compile(job["program"], "<completion>", "exec"), namespace)
+        program = compile(job["program"], "<completion>", "exec")
         test_code = marshal.loads(job["test_code"]) if job["test_code"] else compile(job["test"], "<test>", "exec")
-        exec(test_code, namespace)
-        check = namespace.get("check")
         test_checks = [c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check"]
-        if type(check) is not function_type or not any(check.__code__ is c for c in test_checks):
+        run(program, namespace)
+        run(test_code, namespace)
+        check = namespace.get("check")
+        if type_of(check) is not function_type or not [c for c in test_checks if check.__code__ is c]:
             raise NameError("the test's check function was replaced or is missing")
-        check(eval(job["entry_point"], namespace))
+        check(evaluate(job["entry_point"], namespace))
         outcome = b"P"
     except BaseException as error:  # the sample's exits and interrupts are failures too
         try:

@@ -102,6 +102,13 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
                                 "harness.run_program = lambda *a: None\nos.write = lambda fd, data: len(data)\n"
                                 "os._exit = lambda code: None\n" + wrong, 3.0),
         "forge_swallow_test": ("def f():\n    return 2\ndef check(c):\n    pass\n'''\n", 3.0),
+        "forge_replace_test_loader": (  # builtins and modules the harness uses once the sample started
+            "import builtins, marshal\n"
+            "fake = compile('def check(c):\\n    pass\\n', '<test>', 'exec')\n"
+            "builtins.compile = lambda *a, **k: fake\nmarshal.loads = lambda *a: fake\n" + wrong, 3.0),
+        "forge_replace_check_guard": (
+            "import builtins\nbuiltins.exec = lambda *a, **k: None\nbuiltins.any = lambda *a: True\n"
+            "builtins.isinstance = lambda *a: True\ndef check(c):\n    pass\n" + wrong, 3.0),
     }
 
 
@@ -263,7 +270,8 @@ if pytest is not None:
     @pytest.mark.parametrize("name", ["prints_passed", "forge_os_exit", "forge_sys_exit", "forge_exit_in_check",
                                       "forge_keyboard_interrupt", "forge_atexit", "forge_write_every_fd",
                                       "forge_frame_walk", "forge_traceback_walk", "forge_gc_scan",
-                                      "forge_patch_harness", "forge_swallow_test"])
+                                      "forge_patch_harness", "forge_swallow_test", "forge_replace_test_loader",
+                                      "forge_replace_check_guard"])
     def test_verdict_cannot_be_forged(report, name):
         assert not result(report, name)["passed"], result(report, name)
 
