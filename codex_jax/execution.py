@@ -48,8 +48,10 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
     `__name__`) and the harness's own logging.Logger.findCaller (file, line and function
     name; the standard one hands frames to module attributes a sample can replace, so it is
     swapped out). None of them passes a frame to code a sample controls, so sample code is
-    never handed a frame. Exits of any kind, atexit, SystemExit/KeyboardInterrupt, printing,
-    and writing to any fd therefore yield "failed".
+    never handed a frame. The harness loads the test and binds what it calls (exec, eval,
+    type, os.write, ...) before the sample's code runs, so replacing builtins or module
+    attributes cannot swap the test's `check`. Exits of any kind, atexit,
+    SystemExit/KeyboardInterrupt, printing, and writing to any fd therefore yield "failed".
 
 Not covered:
   * Gaming the test itself (returning an object whose __eq__ is always true, shadowing a
