@@ -59,9 +59,12 @@ SAMPLE_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 BLOCKED_EVENTS = frozenset({
     "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
     "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+    "cpython.PyInterpreterState_New",  # a subinterpreter runs without this process's audit hooks
+    "code.__new__",  # hand-made bytecode (CodeType(), code.replace()) can corrupt memory
 })
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
-BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi"})
+BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi",
+                                  "_xxsubinterpreters", "_xxinterpchannels"})
 
 
 def make_logging_find_caller() -> Callable[..., tuple[str, int, str, str | None]]:
@@ -159,16 +162,50 @@ def make_audit_hook(trusted: frozenset) -> Callable[[str, tuple], None]:
 
 
 def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
-    """Runs prompt + completion, then the test, then `check(entry_point)`; reports; exits.
+    """Runs the sample (`run_sample`) in a thread of its own; reports its verdict; exits.
+
+    Python runs signal handlers in the main thread only, and only the main thread may install
+    them: a handler gets the frame it interrupts, and from there the frames below it. So the
+    sample's code runs in a second thread, where it cannot install one (`signal.signal` raises
+    ValueError), while this (main) thread, the only one that knows the nonce and the result
+    fd, waits without running any code a sample controls: no Python-level handler is installed
+    (`confine_worker` reset them), and nothing here allocates the objects whose collection
+    could run a sample's finalizer. The verdict comes back as bytes made by `run_sample`.
+    """
+    write, exit_now, bytes_type, type_of = os.write, os._exit, bytes, type
+    unreadable = _failure_message("the harness could not read the verdict")  # made now, not after
+    verdict = [_failure_message("the sample's thread ended without a verdict")]
+    done = _thread.allocate_lock()
+    done.acquire()
+    _thread.start_new_thread(run_sample, (job, verdict, done))
+    done.acquire()
+    outcome = verdict[0]
+    if type_of(outcome) is not bytes_type:
+        outcome = unreadable
+    write(result_fd, nonce + outcome)
+    exit_now(0)
+
+
+def _failure_message(text: str) -> bytes:
+    """The verdict bytes of a failure with `text` (the harness's own text, before any sample ran)."""
+    data = text.encode("utf-8", "replace")[:MESSAGE_LIMIT_BYTES]
+    return b"F" + len(data).to_bytes(2, "big") + data
+
+
+def run_sample(job: dict[str, Any], verdict: list[bytes], done: Any) -> None:
+    """Runs prompt + completion, then the test, then `check(entry_point)`; puts b"P" or a
+    failure (`_failure_message`) in verdict[0] and releases `done`.
 
     The test is compiled on its own (by the evaluator, once per problem: `job["test_code"]`,
     marshalled; here when that is empty), so a completion cannot swallow it in an open
     string, and `check` must be the function the test's own code defined. Both are loaded,
     and everything called after the sample's code starts is bound, before it starts: a sample
-    can replace builtins and module attributes (builtins.exec, marshal.loads, ...), not locals.
+    can replace builtins and module attributes (builtins.exec, marshal.loads, str, len, ...),
+    not locals. The failure text is the exception's `str` only when that is exactly a str.
     """
-    write, exit_now, function_type, code_type = os.write, os._exit, types.FunctionType, types.CodeType
-    run, evaluate, type_of = exec, eval, type
+    function_type, code_type, run, evaluate, type_of = types.FunctionType, types.CodeType, exec, eval, type
+    text_type, encode, length, limit = str, str.encode, len, MESSAGE_LIMIT_BYTES
+    outcome = verdict[0]
     try:
         namespace: dict[str, Any] = {}
         program = compile(job["program"], "<completion>", "exec")
@@ -183,12 +220,15 @@ def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
         outcome = b"P"
     except BaseException as error:  # the sample's exits and interrupts are failures too
         try:
-            text = str(error).encode("utf-8", "replace")[:MESSAGE_LIMIT_BYTES]
+            text = text_type(error)  # the sample's __str__ may return anything: only a real str is used
+            data = encode(text if type_of(text) is text_type else "(unprintable exception)", "utf-8", "replace")
         except BaseException:
-            text = b"(exception could not be printed)"
-        outcome = b"F" + len(text).to_bytes(2, "big") + text
-    write(result_fd, nonce + outcome)
-    exit_now(0)
+            data = b"(unprintable exception)"
+        data = data[:limit]
+        outcome = b"F" + length(data).to_bytes(2, "big") + data
+    finally:
+        verdict[0] = outcome
+        done.release()
 
 
 def import_without_fork_handlers(name: str) -> None:
@@ -209,7 +249,8 @@ def import_without_fork_handlers(name: str) -> None:
 
 
 def confine_worker(task_dir: str) -> None:
-    """The layers every sample inherits through fork: scrubbed environment and audit hook.
+    """The layers every sample inherits through fork: scrubbed environment, no Python-level
+    signal handler (see `run_program`) and the audit hook.
 
     Set once, before the first fork, rather than in each child, which would pay for building
     them in page faults. The worker itself then runs under the hook, which it never trips.
@@ -218,20 +259,24 @@ def confine_worker(task_dir: str) -> None:
 
     os.environ.clear()
     os.environ.update(SAMPLE_ENVIRONMENT, HOME=task_dir, TMPDIR=task_dir)
+    for number in signal.valid_signals():  # no Python-level handler may run code in the main thread
+        if callable(signal.getsignal(number)):  # (SIGINT's default_int_handler)
+            signal.signal(number, signal.SIG_DFL)
     find_caller = make_logging_find_caller()
     logging.Logger.findCaller = find_caller  # the standard one hands frames to replaceable code
     sys.addaudithook(make_audit_hook(trusted_frame_users(find_caller)))
 
 
-def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, null_fd: int, sample_uid: int | None) -> None:
+def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid: int | None) -> None:
     """The per-sample layers the fork adds to the worker's: session, fds, limits, uid.
 
-    `null_fd` (/dev/null, opened once by the worker) becomes stdin, stdout and stderr; every
-    other fd but `result_fd` is closed.
+    A /dev/null of its own (not one shared with other samples, whose file status flags it could
+    change) becomes stdin, stdout and stderr; every other fd but `result_fd` is closed.
     """
     os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
-        os.dup2(null_fd, fd)
+        os.dup2(null, fd)
     max_fd = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     os.closerange(3, result_fd)
     os.closerange(result_fd + 1, max_fd if max_fd != resource.RLIM_INFINITY else 65536)
@@ -274,25 +319,31 @@ def _describe_exit(status: int | None) -> str:
 def _remove_tree(path: str) -> None:
     """Removes a folder and what is in it, even parts whose sample took away their permissions.
 
-    Best effort: what cannot be removed stays (and the next `os.mkdir` of the folder fails).
+    Iterative (a sample can nest folders deeper than any recursion limit) and best effort:
+    what cannot be removed stays (see `Worker._fresh_task_dir`). Never raises OSError.
     """
-    try:
-        os.chmod(path, 0o700)
-        entries = list(os.scandir(path))
-    except OSError:
-        entries = []
-    for entry in entries:
+    folders, pending = [], [path]
+    while pending:
+        folder = pending.pop()
+        folders.append(folder)
         try:
-            if entry.is_dir(follow_symlinks=False):
-                _remove_tree(entry.path)
-            else:
-                os.unlink(entry.path)
+            os.chmod(folder, 0o700)
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+    for folder in reversed(folders):  # children before their parents
+        try:
+            os.rmdir(folder)
         except OSError:
             pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
 
 
 class Worker:
@@ -308,7 +359,7 @@ class Worker:
 
     def __init__(self, scratch: str, sample_uid: int, pid1: bool, layers: list[str]):
         self.task_dir = os.path.join(scratch, "task")  # the same path for every sample
-        self.null_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)  # each child's stdin, stdout and stderr
+        self.leftovers = 0  # task folders a sample made impossible to remove, set aside
         self.pid1 = pid1
         # Real root gives each worker's samples their own uid; in a user namespace only root is
         # mapped, so samples keep it, without capabilities (the "nocaps" layer).
@@ -327,7 +378,7 @@ class Worker:
         if pid == 0:
             try:
                 os.close(read_fd)
-                confine_child(job, task_dir, write_fd, self.null_fd, self.sample_uid)
+                confine_child(job, task_dir, write_fd, self.sample_uid)
                 run_program(job, write_fd, nonce)
             finally:
                 os._exit(70)
@@ -385,6 +436,9 @@ class Worker:
                 os.unlink(task_dir)
             else:
                 _remove_tree(task_dir)
+            if os.path.lexists(task_dir):  # e.g. folders nested past PATH_MAX: set aside, not reused
+                self.leftovers += 1
+                os.rename(task_dir, os.path.join(os.path.dirname(task_dir), f"leftover-{self.leftovers}"))
         os.mkdir(task_dir, 0o700)
         if self.sample_uid is not None:
             os.chown(task_dir, self.sample_uid, self.sample_uid)

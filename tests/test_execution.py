@@ -147,6 +147,16 @@ def test_fresh_task_folder_removes_what_a_sample_left_and_nothing_outside(tmp_pa
     assert os.stat(outside).st_mode & 0o777 == 0o755
 
 
+def test_folders_nested_past_any_limit_fail_no_other_sample():
+    # 1,200 levels defeat a recursive removal; 2,500 ('d/' each) go past PATH_MAX, beyond removal.
+    nest = "    import os\n    for _ in range({}):\n        os.mkdir('d')\n        os.chdir('d')\n    return a + b\n"
+    completions = [nest.format(1200), "    return a + b\n", nest.format(2500), "    return a + b\n", "    return a - b\n"]
+    with execution.ExecutorPool(n_workers=1) as pool:
+        verdicts = [result["passed"] for _, result in
+                    pool.run([execution.Job(str(i), PROBLEM, c, 10.0) for i, c in enumerate(completions)])]
+    assert verdicts == [True, True, True, True, False]
+
+
 def test_tests_keep_their_asserts_under_python_O_and_test_syntax_errors_fail_the_sample():
     # The evaluator compiles each problem's test once for the workers: -O there must not strip asserts.
     code = ("import json, sys; from codex_jax import execution; "
