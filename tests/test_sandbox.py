@@ -32,10 +32,10 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
     good, wrong = "def f():\n    return 1\n", "def f():\n    return 2\n"
     return {
         "benign": (good, 3.0),
-        "sleep_ignoring_signals": (
+        "sleep_ignoring_signals": (  # (signal.signal fails outside the main thread: carry on)
             "import signal, time\n"
             "for s in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
-            "    signal.signal(s, signal.SIG_IGN)\n"
+            "    try:\n        signal.signal(s, signal.SIG_IGN)\n    except ValueError:\n        pass\n"
             "signal.pthread_sigmask(signal.SIG_BLOCK, range(1, 32))\n"
             "signal.setitimer(signal.ITIMER_REAL, 0)\n"
             "while True:\n    time.sleep(0.05)\n" + good, 1.0),
@@ -102,6 +102,51 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
                                 "harness.run_program = lambda *a: None\nos.write = lambda fd, data: len(data)\n"
                                 "os._exit = lambda code: None\n" + wrong, 3.0),
         "forge_swallow_test": ("def f():\n    return 2\ndef check(c):\n    pass\n'''\n", 3.0),
+        "forge_replace_test_loader": (  # builtins and modules the harness uses once the sample started
+            "import builtins, marshal\n"
+            "fake = compile('def check(c):\\n    pass\\n', '<test>', 'exec')\n"
+            "builtins.compile = lambda *a, **k: fake\nmarshal.loads = lambda *a: fake\n" + wrong, 3.0),
+        "forge_replace_check_guard": (
+            "import builtins\nbuiltins.exec = lambda *a, **k: None\nbuiltins.any = lambda *a: True\n"
+            "def check(c):\n    pass\n" + wrong, 3.0),
+        # A signal handler is handed the frame it interrupts, and the harness's frames below it.
+        "forge_signal_handler_frame": (
+            "import signal\n"
+            "def steal(number, frame):\n"
+            "    while frame is not None and 'nonce' not in frame.f_locals:\n        frame = frame.f_back\n"
+            "    if frame is not None:\n        found = frame.f_locals\n"
+            "        found['write'](found['result_fd'], found['nonce'] + b'P')\n        found['exit_now'](0)\n"
+            "try:\n    signal.signal(signal.SIGUSR1, steal)\n    signal.raise_signal(signal.SIGUSR1)\n"
+            "except BaseException:\n    pass\n" + wrong, 3.0),
+        # A subinterpreter runs without the audit hook and sees every thread's frames.
+        "forge_subinterpreter": (
+            "steal = '''import os, sys\n"
+            "for frame in sys._current_frames().values():\n"
+            "    while frame is not None and 'nonce' not in frame.f_locals:\n        frame = frame.f_back\n"
+            "    if frame is not None:\n        found = frame.f_locals\n"
+            "        os.write(found['result_fd'], found['nonce'] + b'P')\n        os._exit(0)\n'''\n"
+            "try:\n    import _xxsubinterpreters as interpreters\n"
+            "    interpreters.run_string(interpreters.create(), steal)\nexcept BaseException:\n    pass\n"
+            + wrong, 3.0),
+        # The failure text is built from the sample's exception: its str, encode, slicing, len.
+        "forge_failure_text": (
+            "class Tail:\n    def __len__(self):\n        return 0\n"
+            "    def __radd__(self, other):\n        return b'P'\n"
+            "class Text(str):\n    def encode(self, *args):\n        return self\n"
+            "    def __getitem__(self, index):\n        return Tail()\n"
+            "class Failure(Exception):\n    def __str__(self):\n        return Text('x')\n"
+            "raise Failure()\n", 3.0),
+        "forge_replace_len": (
+            "import builtins\nplain_len = len\n"
+            "class Tail:\n    def __radd__(self, other):\n        return b'P'\n"
+            "class Length(int):\n    def to_bytes(self, *args, **kwargs):\n        return Tail()\n"
+            "builtins.len = lambda x: Length(plain_len(x)) if type(x) is bytes else plain_len(x)\n"
+            + wrong, 3.0),
+        # Hand-made bytecode can read and corrupt memory (the nonce): code objects cannot be made.
+        "forge_make_bytecode": (
+            "try:\n    (lambda: 0).__code__.replace(co_consts=(1,))\n    made = True\n"
+            "except BaseException:\n    made = False\n"
+            "def f():\n    return 1 if made else 2\n", 3.0),
     }
 
 
@@ -263,7 +308,10 @@ if pytest is not None:
     @pytest.mark.parametrize("name", ["prints_passed", "forge_os_exit", "forge_sys_exit", "forge_exit_in_check",
                                       "forge_keyboard_interrupt", "forge_atexit", "forge_write_every_fd",
                                       "forge_frame_walk", "forge_traceback_walk", "forge_gc_scan",
-                                      "forge_patch_harness", "forge_swallow_test"])
+                                      "forge_patch_harness", "forge_swallow_test", "forge_replace_test_loader",
+                                      "forge_replace_check_guard", "forge_signal_handler_frame",
+                                      "forge_subinterpreter", "forge_failure_text", "forge_replace_len",
+                                      "forge_make_bytecode"])
     def test_verdict_cannot_be_forged(report, name):
         assert not result(report, name)["passed"], result(report, name)
 
