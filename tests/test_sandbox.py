@@ -21,7 +21,19 @@ try:
 except ImportError:  # the attack runner also runs under a bare system interpreter
     pytest = None
 
-SECRET = "codex-jax-test-secret-7f3a9c"  # put in the runner's environment and a private file
+SECRET = "codex-jax-test-secret-7f3a9c"
+# Sample code that, given any frame, walks down its stack and reports "passed" the ways this
+# harness and its earlier versions could be made to: the nonce and result fd, or a verdict slot.
+REPORT_FROM_FRAME = (
+    "import os, time\n"
+    "def report(frame):\n"
+    "    while frame is not None:\n"
+    "        found = frame.f_locals\n"
+    "        if 'nonce' in found and 'result_fd' in found:\n"
+    "            os.write(found['result_fd'], found['nonce'] + b'P')\n            os._exit(0)\n"
+    "        if 'verdict' in found and 'done' in found:\n"
+    "            found['verdict'][0] = b'P'\n            found['done'].release()\n            time.sleep(5)\n"
+    "        frame = frame.f_back\n")  # put in the runner's environment and a private file
 PROTECTED_TEXT = "original contents"
 
 
@@ -111,13 +123,9 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
             "def check(c):\n    pass\n" + wrong, 3.0),
         # A signal handler is handed the frame it interrupts, and the harness's frames below it.
         "forge_signal_handler_frame": (
-            "import signal\n"
-            "def steal(number, frame):\n"
-            "    while frame is not None and 'nonce' not in frame.f_locals:\n        frame = frame.f_back\n"
-            "    if frame is not None:\n        found = frame.f_locals\n"
-            "        found['write'](found['result_fd'], found['nonce'] + b'P')\n        found['exit_now'](0)\n"
-            "try:\n    signal.signal(signal.SIGUSR1, steal)\n    signal.raise_signal(signal.SIGUSR1)\n"
-            "except BaseException:\n    pass\n" + wrong, 3.0),
+            "import signal\n" + REPORT_FROM_FRAME +
+            "try:\n    signal.signal(signal.SIGUSR1, lambda number, frame: report(frame))\n"
+            "    signal.raise_signal(signal.SIGUSR1)\nexcept BaseException:\n    pass\n" + wrong, 3.0),
         # A subinterpreter runs without the audit hook and sees every thread's frames.
         "forge_subinterpreter": (
             "steal = '''import os, sys\n"
@@ -142,11 +150,21 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
             "class Length(int):\n    def to_bytes(self, *args, **kwargs):\n        return Tail()\n"
             "builtins.len = lambda x: Length(plain_len(x)) if type(x) is bytes else plain_len(x)\n"
             + wrong, 3.0),
-        # Hand-made bytecode can read and corrupt memory (the nonce): code objects cannot be made.
-        "forge_make_bytecode": (
-            "try:\n    (lambda: 0).__code__.replace(co_consts=(1,))\n    made = True\n"
-            "except BaseException:\n    made = False\n"
-            "def f():\n    return 1 if made else 2\n", 3.0),
+        # gc.garbage hands out the frames of collected cycles, with no audit event.
+        "forge_gc_garbage_frame": (
+            "import gc\n" + REPORT_FROM_FRAME +
+            "def keep_exception():\n    try:\n        raise ValueError\n    except ValueError as error:\n"
+            "        kept = error\n"
+            "gc.set_debug(gc.DEBUG_SAVEALL)\nkeep_exception()\ngc.collect()\n"
+            "for thing in list(gc.garbage):\n    if type(thing).__name__ == 'frame':\n        report(thing)\n"
+            "gc.set_debug(0)\n" + wrong, 3.0),
+        # A frame reader the hook once trusted (by its code object), fed a sys._getframe that leaks.
+        "forge_trusted_frame_reader": (
+            "import collections, functools, sys, types, typing\n" + REPORT_FROM_FRAME +
+            "frames = []\ngrab = functools.partial(collections.deque, map(frames.append, map(sys._getframe, [0])))\n"
+            "typing.sys = types.SimpleNamespace(_getframe=grab)\n"
+            "try:\n    typing.TypeVar('T')\nexcept BaseException:\n    pass\n"
+            "for frame in frames:\n    report(frame)\n" + wrong, 3.0),
     }
 
 
@@ -311,7 +329,7 @@ if pytest is not None:
                                       "forge_patch_harness", "forge_swallow_test", "forge_replace_test_loader",
                                       "forge_replace_check_guard", "forge_signal_handler_frame",
                                       "forge_subinterpreter", "forge_failure_text", "forge_replace_len",
-                                      "forge_make_bytecode"])
+                                      "forge_gc_garbage_frame", "forge_trusted_frame_reader"])
     def test_verdict_cannot_be_forged(report, name):
         assert not result(report, name)["passed"], result(report, name)
 
