@@ -40,7 +40,8 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
   * Output and crashes: output goes to /dev/null; the result pipe keeps only its last 8 KiB;
     segfaults and stack overflows end the child, never the worker.
   * Verdict: "passed" only if the result pipe carries `nonce + b"P"`, written by the harness
-    after the test's own `check` returned. The 128-bit nonce exists only in the frames of the
+    after the test's own `check` returned, to an fd number above the sample's open-files
+    limit (so no other file can be put there). The 128-bit nonce exists only in the frames of the
     harness's main thread, while the sample runs in a second thread: only the main thread
     runs Python signal handlers (which are handed the frame they interrupt), only it may
     install them, it has none, and it runs no code a sample controls. The sample's thread is C

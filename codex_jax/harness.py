@@ -50,6 +50,10 @@ PREIMPORTED_MODULES = (
 )
 FILE_SIZE_LIMIT_BYTES = 16 * 2**20  # RLIMIT_FSIZE: largest file a sample may write
 OPEN_FILES_LIMIT = 64  # RLIMIT_NOFILE
+# The child's end of the result pipe sits at this fd number, above OPEN_FILES_LIMIT: a sample
+# can close it but never put another file there (dup2 and every new fd stay below the limit),
+# so it cannot redirect the harness's nonce into a pipe of its own.
+RESULT_FD = 4 * OPEN_FILES_LIMIT - 1
 PROCESS_LIMIT = 64  # RLIMIT_NPROC, per sample uid
 MESSAGE_LIMIT_BYTES = 512  # longest failure text a child may report
 TAIL_BYTES = 8192  # result-pipe bytes kept: the harness message is written last
@@ -159,13 +163,16 @@ def run_sample(job: dict[str, Any]) -> bytes:
         namespace: dict[str, Any] = {}
         program = compile(job["program"], "<completion>", "exec")
         test_code = marshal.loads(job["test_code"]) if job["test_code"] else compile(job["test"], TEST_FILENAME, "exec")
-        test_checks = [c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check"]
+        # Immutable, and read before the sample runs: its frames (which gc.garbage can hand out)
+        # show these locals, and a list could be appended to.
+        test_checks = tuple(c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check")
+        entry_point = job["entry_point"]
         run(program, namespace)
         run(test_code, namespace)
         check = namespace.get("check")
         if type_of(check) is not function_type or not [c for c in test_checks if check.__code__ is c]:
             raise NameError("the test's check function was replaced or is missing")
-        check(evaluate(job["entry_point"], namespace))
+        check(evaluate(entry_point, namespace))
         outcome = b"P"
     except BaseException as error:  # the sample's exits and interrupts are failures too
         try:
@@ -211,19 +218,21 @@ def confine_worker(task_dir: str) -> None:
     sys.addaudithook(make_audit_hook())
 
 
-def confine_child(job: dict[str, Any], task_dir: str, result_fd: int, sample_uid: int | None) -> None:
+def confine_child(job: dict[str, Any], task_dir: str, write_fd: int, sample_uid: int | None) -> None:
     """The per-sample layers the fork adds to the worker's: session, fds, limits, uid.
 
-    A /dev/null of its own (not one shared with other samples, whose file status flags it could
-    change) becomes stdin, stdout and stderr; every other fd but `result_fd` is closed.
+    The result pipe's `write_fd` moves to `RESULT_FD`; a /dev/null of its own (not one shared
+    with other samples, whose file status flags it could change) becomes stdin, stdout and
+    stderr; every other fd is closed.
     """
     os.setsid()
+    os.dup2(write_fd, RESULT_FD, inheritable=False)  # not inherited by programs a sample execs
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     max_fd = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    os.closerange(3, result_fd)
-    os.closerange(result_fd + 1, max_fd if max_fd != resource.RLIM_INFINITY else 65536)
+    os.closerange(3, RESULT_FD)
+    os.closerange(RESULT_FD + 1, max_fd if max_fd != resource.RLIM_INFINITY else 65536)
     os.chdir(task_dir)
     cpu_s = int(job["timeout"]) + 2  # a floor under the worker's wall clock
     for limit, value in ((resource.RLIMIT_AS, job["memory_bytes"]), (resource.RLIMIT_DATA, job["memory_bytes"]),
@@ -307,6 +316,9 @@ class Worker:
         self.pid1 = pid1
         # Real root gives each worker's samples their own uid; in a user namespace only root is
         # mapped, so samples keep it, without capabilities (the "nocaps" layer).
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft <= RESULT_FD:  # each child dup2s onto RESULT_FD
+            resource.setrlimit(resource.RLIMIT_NOFILE, (RESULT_FD + 1, hard))
         really_root = os.geteuid() == 0 and "userns" not in layers
         self.sample_uid = sample_uid if really_root else None
         layers = layers + ["rlimits", "audit-hook", "fresh-scratch", "scrubbed-env"]
@@ -323,7 +335,7 @@ class Worker:
             try:
                 os.close(read_fd)
                 confine_child(job, task_dir, write_fd, self.sample_uid)
-                run_program(job, write_fd, nonce)
+                run_program(job, RESULT_FD, nonce)
             finally:
                 os._exit(70)
         os.close(write_fd)

@@ -158,6 +158,40 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
             "gc.set_debug(gc.DEBUG_SAVEALL)\nkeep_exception()\ngc.collect()\n"
             "for thing in list(gc.garbage):\n    if type(thing).__name__ == 'frame':\n        report(thing)\n"
             "gc.set_debug(0)\n" + wrong, 3.0),
+        # The harness writes nonce + verdict to its fd number: a sample that put its own pipe
+        # there would read the nonce (and a forked helper would report with it).
+        "forge_redirect_result_fd": (
+            "import os, stat\n"
+            "for fd in range(3, 1024):\n"
+            "    try:\n"
+            "        if not stat.S_ISFIFO(os.fstat(fd).st_mode):\n            continue\n"
+            "        real = os.dup(fd)\n        mine, theirs = os.pipe()\n        os.dup2(theirs, fd)\n"
+            "    except OSError:\n        continue\n"
+            "    if os.fork() == 0:\n"
+            "        os.close(theirs)\n        os.close(fd)\n        data = b''\n"
+            "        while len(data) < 17:\n            chunk = os.read(mine, 4096)\n"
+            "            if not chunk:\n                break\n            data += chunk\n"
+            "        os.write(real, data[:16] + b'P')\n        os._exit(0)\n"
+            "    os.close(mine)\n    os.close(real)\n    break\n" + wrong, 3.0),
+        # A frame from gc.garbage shows the harness's locals: extend its list of the test's check
+        # codes, then swap check through a namespace key whose __eq__ runs at the lookup.
+        "forge_extend_check_guard": (
+            "import gc\n"
+            "def keep_exception():\n    try:\n        raise ValueError\n    except ValueError as error:\n"
+            "        kept = error\n"
+            "gc.set_debug(gc.DEBUG_SAVEALL)\nkeep_exception()\ngc.collect()\ngc.set_debug(0)\n"
+            "def fake(candidate):\n    return None\n"
+            "for frame in [thing for thing in gc.garbage if type(thing).__name__ == 'frame']:\n"
+            "    while frame is not None:\n"
+            "        try:\n            frame.f_locals['test_checks'].append(fake.__code__)\n"
+            "        except BaseException:\n            pass\n"
+            "        frame = frame.f_back\n"
+            "namespace = globals()\n"
+            "class Check:\n    def __hash__(self):\n        return hash('check')\n"
+            "    def __eq__(self, other):\n        if other == 'check':\n"
+            "            dict.__setitem__(namespace, self, fake)\n            return True\n"
+            "        return NotImplemented\n"
+            "namespace[Check()] = None\n" + wrong, 3.0),
         # A frame reader the hook once trusted (by its code object), fed a sys._getframe that leaks.
         "forge_trusted_frame_reader": (
             "import collections, functools, sys, types, typing\n" + REPORT_FROM_FRAME +
@@ -329,7 +363,8 @@ if pytest is not None:
                                       "forge_patch_harness", "forge_swallow_test", "forge_replace_test_loader",
                                       "forge_replace_check_guard", "forge_signal_handler_frame",
                                       "forge_subinterpreter", "forge_failure_text", "forge_replace_len",
-                                      "forge_gc_garbage_frame", "forge_trusted_frame_reader"])
+                                      "forge_gc_garbage_frame", "forge_trusted_frame_reader",
+                                      "forge_redirect_result_fd", "forge_extend_check_guard"])
     def test_verdict_cannot_be_forged(report, name):
         assert not result(report, name)["passed"], result(report, name)
 
