@@ -37,14 +37,16 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
     process_vm_*, pidfd_getfd, mount, namespaces, keyrings, BPF, io_uring, module loading.
     A sample that kills everything it can reach kills at most its own worker, which is
     restarted; its result is "failed".
-  * Output and crashes: output goes to /dev/null; the result pipe keeps only its last 8 KiB;
-    segfaults and stack overflows end the child, never the worker.
-  * Verdict: "passed" only if the result pipe carries `nonce + b"P"`, written by the harness
-    after the test's own `check` returned, to an fd number above the sample's open-files
-    limit (so no other file can be put there). The 128-bit nonce exists only in the frames of the
+  * Output and crashes: output goes to /dev/null; segfaults and stack overflows end the
+    child, never the worker.
+  * Verdict: "passed" only if the child leaves b"P" and then the nonce in memory its worker
+    shares with it (an anonymous shared mapping made before the fork: no file descriptor a
+    sample could close, fill or replace, no handle it can reach), written by the harness
+    after the test's own `check` returned. The 128-bit nonce exists only in the frames of the
     harness's main thread, while the sample runs in a second thread: only the main thread
     runs Python signal handlers (which are handed the frame they interrupt), only it may
-    install them, it has none, and it runs no code a sample controls. The sample's thread is C
+    install them, it has none, and it runs no code a sample controls (nothing it does after
+    the sample started can fail or start a garbage collection). The sample's thread is C
     below the harness function that runs the sample and returns its verdict, so even a frame
     of that thread leads to nothing that can report. The audit hook (which cannot be removed)
     refuses sys._getframe (for everyone: trusting some callers proved forgeable),

@@ -9,15 +9,15 @@ imports ctypes: the process that runs samples must not hold a tool for reading i
 
 Once, before its first fork, the worker scrubs its environment and installs the audit hook
 that blocks frame, gc and ctypes introspection: every sample inherits both. Per job the worker:
-  1. makes a fresh scratch folder, a result pipe and a 128-bit nonce;
-  2. forks a child that confines itself (new session, only /dev/null and the result pipe
-     open, rlimits, its own uid when the worker is root) and runs, in a second thread (see
-     `run_program`), prompt + completion, then the test, then the test's own `check` on the
-     entry point;
-  3. waits for the child to exit, the harness message, or the wall-clock deadline, then kills
-     every process the sample left (all of its PID namespace, or every descendant), reaps
-     them and removes the scratch folder.
-The child writes `nonce + b"P"` only after `check` returned; anything else is a failure.
+  1. makes a fresh scratch folder and a 128-bit nonce;
+  2. forks a child that confines itself (new session, only /dev/null open, rlimits, its own
+     uid when the worker is root) and runs, in a second thread (see `run_program`), prompt +
+     completion, then the test, then the test's own `check` on the entry point;
+  3. waits for the child to exit or the wall-clock deadline, then kills every process the
+     sample left (all of its PID namespace, or every descendant), reaps them and removes the
+     scratch folder.
+The child leaves b"P" and the nonce in memory it shares with the worker only after `check`
+returned; anything else is a failure.
 
 A sample's cost is mostly page faults: fork write-protects the worker's memory, and every page
 either process then writes (Python's reference counts write to every object touched) is
@@ -30,6 +30,7 @@ import _thread
 import collections
 import gc
 import marshal
+import mmap
 import os
 import resource
 import select
@@ -50,13 +51,13 @@ PREIMPORTED_MODULES = (
 )
 FILE_SIZE_LIMIT_BYTES = 16 * 2**20  # RLIMIT_FSIZE: largest file a sample may write
 OPEN_FILES_LIMIT = 64  # RLIMIT_NOFILE
-# The child's end of the result pipe sits at this fd number, above OPEN_FILES_LIMIT: a sample
-# can close it but never put another file there (dup2 and every new fd stay below the limit),
-# so it cannot redirect the harness's nonce into a pipe of its own.
-RESULT_FD = 4 * OPEN_FILES_LIMIT - 1
 PROCESS_LIMIT = 64  # RLIMIT_NPROC, per sample uid
 MESSAGE_LIMIT_BYTES = 512  # longest failure text a child may report
-TAIL_BYTES = 8192  # result-pipe bytes kept: the harness message is written last
+NONCE_BYTES = 16
+# The verdict a child leaves in memory it shares with its worker: b"P", or b"F" + 2-byte length
+# + text, at offset 0; the nonce, written after it, at NONCE_OFFSET.
+NONCE_OFFSET = 3 + MESSAGE_LIMIT_BYTES
+VERDICT_BYTES = NONCE_OFFSET + NONCE_BYTES
 REAP_LIMIT_S = 5.0  # longest wait for killed processes to be reaped before giving up
 TEST_FILENAME = "<test>"  # the file name tests are compiled under: their functions' code cannot be replaced
 FRAME_HEADER_BYTES = 4  # messages to and from the evaluator: their length (big-endian), then their bytes
@@ -114,28 +115,35 @@ def make_audit_hook() -> Callable[[str, tuple], None]:
     return hook
 
 
-def run_program(job: dict[str, Any], result_fd: int, nonce: bytes) -> None:
-    """Runs the sample (`run_sample`) in a thread of its own; reports its verdict; exits.
+def run_program(job: dict[str, Any], verdict: mmap.mmap, nonce: bytes, exit_now: Callable[[int], None]) -> None:
+    """Runs the sample (`run_sample`) in a thread of its own; leaves its verdict in `verdict`; exits.
 
     Nothing a sample can reach leads to the nonce or to a way of reporting:
-      * The nonce and the result fd live only in this (main) thread's frames. Only the main
-        thread runs Python signal handlers (which are handed the frame they interrupt), and
-        only it may install them: the sample runs in a second thread, the worker has no
-        Python-level handler (`confine_worker`), and this thread runs no code a sample
-        controls (it allocates nothing whose collection could run a sample's finalizer).
+      * The nonce and `verdict` (memory shared with the worker, made before the fork; a sample
+        has no handle on it, and no file descriptor to close or replace) live only in this
+        (main) thread's frames. Only the main thread runs Python signal handlers (which are
+        handed the frame they interrupt), and only it may install them: the sample runs in a
+        second thread, and the worker has no Python-level handler (`confine_worker`).
+      * This thread runs no code a sample controls: it calls only what was bound before the
+        sample started (`exit_now` too), and nothing it does after can fail or allocate an
+        object that gc tracks, so no exception, collection, gc callback or finalizer runs here.
       * The sample's thread is C all the way down to `run_sample`: `deque` drains a `map` that
         puts run_sample's return value in `verdicts`. A frame of that thread (the audit hook
         refuses the usual ways to get one, but e.g. gc.garbage under DEBUG_SAVEALL hands them
         out) leads to run_sample's locals at most, and writing those changes nothing.
+    The outcome is written before the nonce, so a child killed in between leaves no verdict.
     """
-    write, exit_now, bytes_type, type_of = os.write, os._exit, bytes, type
+    seek, write, bytes_type, type_of = verdict.seek, verdict.write, bytes, type
     unreadable = _failure_message("the harness could not read the verdict")  # made now, not after
     verdicts = _queue.SimpleQueue()
     _thread.start_new_thread(collections.deque, (map(verdicts.put, map(run_sample, (job,))), 0))
     outcome = verdicts.get()
     if type_of(outcome) is not bytes_type:
         outcome = unreadable
-    write(result_fd, nonce + outcome)
+    seek(0)
+    write(outcome)
+    seek(NONCE_OFFSET)
+    write(nonce)
     exit_now(0)
 
 
@@ -218,21 +226,18 @@ def confine_worker(task_dir: str) -> None:
     sys.addaudithook(make_audit_hook())
 
 
-def confine_child(job: dict[str, Any], task_dir: str, write_fd: int, sample_uid: int | None) -> None:
+def confine_child(job: dict[str, Any], task_dir: str, sample_uid: int | None) -> None:
     """The per-sample layers the fork adds to the worker's: session, fds, limits, uid.
 
-    The result pipe's `write_fd` moves to `RESULT_FD`; a /dev/null of its own (not one shared
-    with other samples, whose file status flags it could change) becomes stdin, stdout and
-    stderr; every other fd is closed.
+    A /dev/null of its own (not one shared with other samples, whose file status flags it could
+    change) becomes stdin, stdout and stderr; every other fd is closed.
     """
     os.setsid()
-    os.dup2(write_fd, RESULT_FD, inheritable=False)  # not inherited by programs a sample execs
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     max_fd = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    os.closerange(3, RESULT_FD)
-    os.closerange(RESULT_FD + 1, max_fd if max_fd != resource.RLIM_INFINITY else 65536)
+    os.closerange(3, max_fd if max_fd != resource.RLIM_INFINITY else 65536)
     os.chdir(task_dir)
     cpu_s = int(job["timeout"]) + 2  # a floor under the worker's wall clock
     for limit, value in ((resource.RLIMIT_AS, job["memory_bytes"]), (resource.RLIMIT_DATA, job["memory_bytes"]),
@@ -246,24 +251,17 @@ def confine_child(job: dict[str, Any], task_dir: str, write_fd: int, sample_uid:
         os.setresuid(sample_uid, sample_uid, sample_uid)  # drops every capability
 
 
-def _parse_message(tail: bytes, nonce: bytes) -> tuple[bytes, str] | None:
-    """(kind, text) of the harness message in `tail`, or None when there is no complete one."""
-    start = tail.find(nonce)
-    if start < 0 or len(tail) < start + len(nonce) + 1:
+def _read_verdict(verdict: bytes, nonce: bytes) -> tuple[bytes, str] | None:
+    """(kind, text) that the child with `nonce` left in `verdict` (see `run_program`), or None."""
+    if verdict[NONCE_OFFSET:] != nonce:
         return None
-    body = tail[start + len(nonce):]
-    if body[:1] == b"P":
+    if verdict[:1] == b"P":
         return b"P", ""
-    if body[:1] == b"F" and len(body) >= 3:
-        length = int.from_bytes(body[1:3], "big")
-        if len(body) >= 3 + length:
-            return b"F", body[3:3 + length].decode("utf-8", "replace")
-    return None
+    length = int.from_bytes(verdict[1:3], "big")
+    return b"F", verdict[3:3 + length].decode("utf-8", "replace")
 
 
-def _describe_exit(status: int | None) -> str:
-    if status is None:
-        return "failed: the program closed its result channel before the test finished"
+def _describe_exit(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"failed: killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"failed: the program exited (status {os.waitstatus_to_exitcode(status)}) before the test finished"
@@ -316,9 +314,7 @@ class Worker:
         self.pid1 = pid1
         # Real root gives each worker's samples their own uid; in a user namespace only root is
         # mapped, so samples keep it, without capabilities (the "nocaps" layer).
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft <= RESULT_FD:  # each child dup2s onto RESULT_FD
-            resource.setrlimit(resource.RLIMIT_NOFILE, (RESULT_FD + 1, hard))
+        self.verdict = mmap.mmap(-1, VERDICT_BYTES)  # anonymous and shared: each child's verdict
         really_root = os.geteuid() == 0 and "userns" not in layers
         self.sample_uid = sample_uid if really_root else None
         layers = layers + ["rlimits", "audit-hook", "fresh-scratch", "scrubbed-env"]
@@ -326,57 +322,36 @@ class Worker:
 
     def run(self, job: dict[str, Any]) -> str:
         """Runs one job; returns its result text: "passed", "timed out" or "failed: ..."."""
-        nonce = os.urandom(16)
+        nonce = os.urandom(NONCE_BYTES)
         task_dir = self._fresh_task_dir()
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)  # CLOEXEC: programs a sample execs do not get it
+        self.verdict[NONCE_OFFSET:] = bytes(NONCE_BYTES)  # no earlier sample's nonce
+        exit_now = os._exit  # bound here: after the sample ran, the child reads no global
         deadline = time.monotonic() + job["timeout"]
         pid = os.fork()
         if pid == 0:
             try:
-                os.close(read_fd)
-                confine_child(job, task_dir, write_fd, self.sample_uid)
-                run_program(job, RESULT_FD, nonce)
+                confine_child(job, task_dir, self.sample_uid)
+                run_program(job, self.verdict, nonce, exit_now)
             finally:
-                os._exit(70)
-        os.close(write_fd)
-        tail, timed_out = self._collect(pid, read_fd, nonce, deadline)
-        os.close(read_fd)
-        message = _parse_message(tail, nonce)
+                exit_now(70)
+        timed_out = self._wait(pid, deadline)
+        message = None if timed_out else _read_verdict(self.verdict[:], nonce)
         status = self._kill(pid, wait=message is None)
         if message is not None:
             return "passed" if message[0] == b"P" else f"failed: {message[1]}"
         return "timed out" if timed_out else _describe_exit(status)
 
-    def _collect(self, pid: int, read_fd: int, nonce: bytes, deadline: float) -> tuple[bytes, bool]:
-        """Reads the result pipe until the child exits, a message is complete, EOF or the deadline."""
+    @staticmethod
+    def _wait(pid: int, deadline: float) -> bool:
+        """Waits for the child to exit; True if the deadline came first."""
         pidfd = os.pidfd_open(pid)
-        os.set_blocking(read_fd, False)
-        poller = select.poll()
-        poller.register(read_fd, select.POLLIN)
-        poller.register(pidfd, select.POLLIN)
-        tail = b""
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return tail, True
-                events = dict(poller.poll(remaining * 1000))
-                if read_fd in events:
-                    try:
-                        data = os.read(read_fd, 65536)
-                    except BlockingIOError:
-                        data = None
-                    if data == b"":
-                        return tail, False
-                    tail = (tail + (data or b""))[-TAIL_BYTES:]
-                if pidfd in events:
-                    try:
-                        tail = (tail + os.read(read_fd, TAIL_BYTES))[-TAIL_BYTES:]
-                    except BlockingIOError:
-                        pass
-                    return tail, False
-                if _parse_message(tail, nonce) is not None:
-                    return tail, False
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            while not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                if time.monotonic() >= deadline:
+                    return True
+            return False
         finally:
             os.close(pidfd)
 

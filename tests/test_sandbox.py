@@ -25,12 +25,19 @@ SECRET = "codex-jax-test-secret-7f3a9c"
 # Sample code that, given any frame, walks down its stack and reports "passed" the ways this
 # harness and its earlier versions could be made to: the nonce and result fd, or a verdict slot.
 REPORT_FROM_FRAME = (
-    "import os, time\n"
+    "import os, sys, time\n"
     "def report(frame):\n"
     "    while frame is not None:\n"
     "        found = frame.f_locals\n"
     "        if 'nonce' in found and 'result_fd' in found:\n"
-    "            os.write(found['result_fd'], found['nonce'] + b'P')\n            os._exit(0)\n"
+    "            for fd in [found['result_fd']] + globals().get('copies', []):\n"
+    "                try:\n                    os.write(fd, found['nonce'] + b'P')\n"
+    "                except OSError:\n                    pass\n"
+    "            os._exit(0)\n"
+    "        if 'nonce' in found and hasattr(found.get('verdict'), 'seek'):\n"
+    "            found['verdict'].seek(0)\n            found['verdict'].write(b'P')\n"
+    "            found['verdict'].seek(sys.modules['codex_jax.harness'].NONCE_OFFSET)\n"
+    "            found['verdict'].write(found['nonce'])\n            os._exit(0)\n"
     "        if 'verdict' in found and 'done' in found:\n"
     "            found['verdict'][0] = b'P'\n            found['done'].release()\n            time.sleep(5)\n"
     "        frame = frame.f_back\n")  # put in the runner's environment and a private file
@@ -192,6 +199,23 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
             "            dict.__setitem__(namespace, self, fake)\n            return True\n"
             "        return NotImplemented\n"
             "namespace[Check()] = None\n" + wrong, 3.0),
+        # Make the harness's own report fail (close its pipe, if it has one), so that the main
+        # thread allocates an exception and collects: a gc callback then runs there, where a
+        # frame from gc.garbage leads to the nonce.
+        "forge_gc_callback_in_main_thread": (
+            "import gc, stat, _thread\n" + REPORT_FROM_FRAME +
+            "copies = []\n"
+            "for fd in range(3, 1024):\n    try:\n"
+            "        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n            copies.append(os.dup(fd))\n"
+            "            os.close(fd)\n    except OSError:\n        pass\n"
+            "sample_thread = _thread.get_ident()\n"
+            "def keep_exception():\n    try:\n        raise ValueError\n    except ValueError as error:\n"
+            "        kept = error\n"
+            "def callback(phase, info):\n    if _thread.get_ident() == sample_thread:\n        return\n"
+            "    if phase == 'start':\n        keep_exception()\n        return\n"
+            "    for thing in list(gc.garbage):\n        if type(thing).__name__ == 'frame':\n"
+            "            report(thing)\n"
+            "gc.callbacks.append(callback)\ngc.set_debug(gc.DEBUG_SAVEALL)\ngc.set_threshold(1)\n" + wrong, 3.0),
         # A frame reader the hook once trusted (by its code object), fed a sys._getframe that leaks.
         "forge_trusted_frame_reader": (
             "import collections, functools, sys, types, typing\n" + REPORT_FROM_FRAME +
@@ -351,7 +375,7 @@ if pytest is not None:
 
     def test_output_floods_and_crashes_give_bounded_results(report):
         assert result(report, "output_flood")["passed"]
-        assert not result(report, "closes_fds")["passed"]
+        assert result(report, "closes_fds")["passed"]  # the verdict needs no file descriptor
         assert result(report, "segfault")["result"] == "failed: killed by SIGSEGV"
         assert not result(report, "stack_overflow")["passed"]  # a crash or a timeout, both bounded
         assert report["after"]["passed"]
@@ -364,7 +388,8 @@ if pytest is not None:
                                       "forge_replace_check_guard", "forge_signal_handler_frame",
                                       "forge_subinterpreter", "forge_failure_text", "forge_replace_len",
                                       "forge_gc_garbage_frame", "forge_trusted_frame_reader",
-                                      "forge_redirect_result_fd", "forge_extend_check_guard"])
+                                      "forge_redirect_result_fd", "forge_extend_check_guard",
+                                      "forge_gc_callback_in_main_thread"])
     def test_verdict_cannot_be_forged(report, name):
         assert not result(report, name)["passed"], result(report, name)
 
