@@ -80,9 +80,8 @@ def make_audit_hook() -> Callable[[str, tuple], None]:
     Everything it uses is bound in its closure, so a sample that replaces builtins or module
     attributes cannot change what it does, and hooks cannot be removed once added. Functions
     may get a new __code__ (types.coroutine, which asyncio uses, does), except the test's and
-    the harness's own. It trusts
-    no caller: code that can be handed a frame can be made to hand it on (a trusted function's
-    globals, closure cells and callees are all replaceable). `sys._getframe` fails with
+    the harness's own. It trusts no caller: code that can be handed a frame can be made to
+    hand it on (a trusted function's globals, closure cells and callees are all replaceable). `sys._getframe` fails with
     ValueError, as when the stack is too shallow, which the standard library already handles:
     namedtuple, typing, enum and dataclasses then leave the caller's module unnamed and
     logging records "(unknown function)". Every audited event (each compile, exec, id(), open,
@@ -131,7 +130,8 @@ def run_program(job: dict[str, Any], verdict: mmap.mmap, nonce: bytes, exit_now:
       * The sample's thread is C all the way down to `run_sample`: `deque` drains a `map` that
         puts run_sample's return value in `verdicts`. A frame of that thread (the audit hook
         refuses the usual ways to get one, but e.g. gc.garbage under DEBUG_SAVEALL hands them
-        out) leads to run_sample's locals at most, and writing those changes nothing.
+        out) leads to run_sample's locals at most, and writing those changes nothing (up to
+        Python 3.12: from 3.13 f_locals writes through, see `codex_jax.execution`).
     The outcome is written before the nonce, so a child killed in between leaves no verdict.
     """
     seek, write, bytes_type, type_of = verdict.seek, verdict.write, bytes, type
