@@ -74,6 +74,16 @@ BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", 
                                   "_xxsubinterpreters", "_xxinterpchannels"})
 
 
+def _failure_message(text: str) -> bytes:
+    """The verdict bytes of a failure with `text` (the harness's own text)."""
+    data = text.encode("utf-8", "replace")[:MESSAGE_LIMIT_BYTES]
+    return b"F" + len(data).to_bytes(2, "big") + data
+
+
+UNREADABLE_VERDICT = _failure_message("the harness could not read the verdict")
+UNBUILT_VERDICT = _failure_message("the harness could not build the verdict")
+
+
 def make_audit_hook() -> Callable[[str, tuple], None]:
     """An audit hook that refuses the ways Python code reaches frames and memory.
 
@@ -135,7 +145,7 @@ def run_program(job: dict[str, Any], verdict: mmap.mmap, nonce: bytes, exit_now:
     The outcome is written before the nonce, so a child killed in between leaves no verdict.
     """
     seek, write, bytes_type, type_of = verdict.seek, verdict.write, bytes, type
-    unreadable = _failure_message("the harness could not read the verdict")  # made now, not after
+    unreadable = UNREADABLE_VERDICT  # bound now: the sample can replace module globals
     verdicts = _queue.SimpleQueue()
     _thread.start_new_thread(collections.deque, (map(verdicts.put, map(run_sample, (job,))), 0))
     outcome = verdicts.get()
@@ -146,12 +156,6 @@ def run_program(job: dict[str, Any], verdict: mmap.mmap, nonce: bytes, exit_now:
     seek(NONCE_OFFSET)
     write(nonce)
     exit_now(0)
-
-
-def _failure_message(text: str) -> bytes:
-    """The verdict bytes of a failure with `text` (the harness's own text, before any sample ran)."""
-    data = text.encode("utf-8", "replace")[:MESSAGE_LIMIT_BYTES]
-    return b"F" + len(data).to_bytes(2, "big") + data
 
 
 def run_sample(job: dict[str, Any]) -> bytes:
@@ -167,7 +171,7 @@ def run_sample(job: dict[str, Any]) -> bytes:
     """
     function_type, code_type, run, evaluate, type_of = types.FunctionType, types.CodeType, exec, eval, type
     text_type, encode, length, limit = str, str.encode, len, MESSAGE_LIMIT_BYTES
-    outcome = _failure_message("the harness could not build the verdict")
+    outcome = UNBUILT_VERDICT
     try:
         namespace: dict[str, Any] = {}
         program = compile(job["program"], "<completion>", "exec")

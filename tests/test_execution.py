@@ -116,29 +116,6 @@ def test_logging_works_without_frames_in_the_sandbox():
     assert execution.check_correctness(PROBLEM, completion, timeout=5.0)["result"] == "passed"
 
 
-LOGGING_FRAME_THEFTS = {  # logging's own findCaller hands the frames it walks to these replaceable names
-    "is_internal_frame": ("logging._is_internal_frame = steal\n"
-                          "logging.getLogger('x').warning('hi')\n"),
-    "traceback_print_stack": ("logging.traceback = type('T', (), {'print_stack': staticmethod(lambda f, file: steal(f))})\n"
-                              "logging.getLogger('x').warning('hi', stack_info=True)\n"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(LOGGING_FRAME_THEFTS))
-def test_logging_does_not_hand_harness_frames_to_samples(name):
-    steal = ("    return a - b\n"
-             "import logging, os\n"
-             "def steal(frame):\n"
-             "    while frame is not None:\n"
-             "        if 'nonce' in frame.f_locals:\n"
-             "            os.write(frame.f_locals['result_fd'], frame.f_locals['nonce'] + b'P')\n"
-             "            os._exit(0)\n"
-             "        frame = frame.f_back\n"
-             "    return False\n")
-    result = execution.check_correctness(PROBLEM, steal + LOGGING_FRAME_THEFTS[name], timeout=5.0)
-    assert result["result"] == "failed: add(2, 3) is wrong"
-
-
 def test_fresh_task_folder_removes_what_a_sample_left_and_nothing_outside(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -216,6 +216,15 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
             "    for thing in list(gc.garbage):\n        if type(thing).__name__ == 'frame':\n"
             "            report(thing)\n"
             "gc.callbacks.append(callback)\ngc.set_debug(gc.DEBUG_SAVEALL)\ngc.set_threshold(1)\n" + wrong, 3.0),
+        # logging's findCaller hands the frames it walks to names a sample can replace.
+        "forge_logging_internal_frame": (
+            "import logging\n" + REPORT_FROM_FRAME +
+            "logging._is_internal_frame = lambda frame: bool(report(frame))\n"
+            "logging.getLogger('x').warning('hi')\n" + wrong, 3.0),
+        "forge_logging_print_stack": (
+            "import logging\n" + REPORT_FROM_FRAME +
+            "logging.traceback = type('T', (), {'print_stack': staticmethod(lambda frame, file: report(frame))})\n"
+            "logging.getLogger('x').warning('hi', stack_info=True)\n" + wrong, 3.0),
         # A frame reader the hook once trusted (by its code object), fed a sys._getframe that leaks.
         "forge_trusted_frame_reader": (
             "import collections, functools, sys, types, typing\n" + REPORT_FROM_FRAME +
@@ -389,7 +398,8 @@ if pytest is not None:
                                       "forge_subinterpreter", "forge_failure_text", "forge_replace_len",
                                       "forge_gc_garbage_frame", "forge_trusted_frame_reader",
                                       "forge_redirect_result_fd", "forge_extend_check_guard",
-                                      "forge_gc_callback_in_main_thread"])
+                                      "forge_gc_callback_in_main_thread", "forge_logging_internal_frame",
+                                      "forge_logging_print_stack"])
     def test_verdict_cannot_be_forged(report, name):
         assert not result(report, name)["passed"], result(report, name)
 
