@@ -43,6 +43,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
 Cache = list[dict[str, jax.Array]]
 
@@ -73,6 +74,7 @@ class GPTConfig:
     rotary_base: float = 10_000.0  # rotary: the wavelengths grow geometrically up to 2 pi * base
     gelu: str = "tanh"  # "tanh" approximation (GPT-2's gelu_new) or "exact" (erf, GPT-NeoX)
     layer_norm_epsilon: float = 1e-5
+    out_first_kernels: bool = False  # kernels stored output axes first, the left matmul operand (`project`)
 
     @classmethod
     def from_config(cls, model_config: Any, vocab_size: int) -> "GPTConfig":
@@ -101,8 +103,66 @@ def init_cache(config: GPTConfig, batch_size: int, cache_len: int, dtype: Any = 
             for _ in range(config.n_layers)]
 
 
+# Each projection's einsum, by its parameter name: input axes, kernel axes -> output axes.
+PROJECTIONS = {
+    "qkv": "BTD,DSHK->BTSHK",  # S: query, key, value
+    "q": "BTD,DHK->BTHK",
+    "kv": "BTD,DSNK->BTSNK",  # S: key, value
+    "out": "BTHK,HKD->BTD",
+    "fc": "BTD,DF->BTF",
+    "proj": "BTF,FD->BTD",
+    "head": "BTD,DV->BTV",  # the output layer when not tied to the embedding
+}
+
+
+def out_first_order(equation: str) -> tuple[int, ...]:
+    """The kernel's axes in `equation`, output axes first: "BTD,DF->BTF" gives (1, 0)."""
+    inputs, kernel = equation.split("->")[0].split(",")
+    return tuple(sorted(range(len(kernel)), key=lambda axis: kernel[axis] in inputs))
+
+
+def project(equation: str, x: jax.Array, kernel: jax.Array, out_first: bool) -> jax.Array:
+    """einsum(equation, x, kernel); with `out_first`, `kernel` is stored output axes first
+    (`out_first_order`) and is the left operand of the matmul.
+
+    Out-first is for decoding on CPU, where each step multiplies a few rows by every weight
+    matrix: XLA:CPU's matmul library then reads the weights as stored instead of repacking each
+    matrix on every call (see `codex_jax.sampling.GPTDecoder` for what that gains). The barrier
+    keeps XLA from swapping the operands back.
+    """
+    if not out_first:
+        return jnp.einsum(equation, x, kernel)
+    inputs, output = equation.split("->")
+    x_axes, kernel_axes = inputs.split(",")
+    kernel_axes = "".join(kernel_axes[axis] for axis in out_first_order(equation))
+    kernel_out = "".join(a for a in kernel_axes if a not in x_axes)
+    x_free = "".join(a for a in x_axes if a not in kernel_axes)
+    y = jax.lax.optimization_barrier(jnp.einsum(f"{kernel_axes},{x_axes}->{kernel_out}{x_free}", kernel, x))
+    return jnp.einsum(f"{kernel_out}{x_free}->{output}", y)
+
+
+def kernels_out_first(params: Any) -> Any:
+    """GPT parameters with every projection kernel (and an untied output layer) stored output
+    axes first, as a model with `out_first_kernels` takes them."""
+    flat = traverse_util.flatten_dict(params)
+    for path, value in flat.items():
+        if path[-1] in ("kernel", "head"):  # a projection's kernel is its module's "kernel"
+            name = path[-2] if path[-1] == "kernel" else "head"
+            flat[path] = jnp.transpose(value, out_first_order(PROJECTIONS[name]))
+    return traverse_util.unflatten_dict(flat)
+
+
 def _normal(stddev: float, axes: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.normal(stddev), axes)
+
+
+def _kernel(module: nn.Module, name: str, equation: str, shape: tuple[int, ...], axes: tuple[str | None, ...],
+            stddev: float, out_first: bool) -> jax.Array:
+    """A float32 kernel parameter of `shape` and `axes` in `equation`'s order, stored output axes
+    first when `out_first` (see `project`)."""
+    order = out_first_order(equation) if out_first else range(len(shape))
+    return module.param(name, _normal(stddev, tuple(axes[a] for a in order)), tuple(shape[a] for a in order),
+                        jnp.float32)
 
 
 def _zeros(axes: tuple[str | None, ...]):
@@ -116,24 +176,28 @@ def _layer_norm(config: GPTConfig, name: str) -> nn.LayerNorm:
 
 
 class Projection(nn.Module):
-    """einsum(equation, x, kernel) + bias, with float32 parameters named by logical axes.
+    """einsum(PROJECTIONS[name], x, kernel) + bias, with float32 parameters named by logical axes.
 
-    The bias has the kernel's trailing `len(bias_axes)` dimensions (the output features).
+    `kernel_shape` and `kernel_axes` are in the equation's order (stored output axes first with
+    `out_first`, see `project`); the bias has the kernel's trailing `len(bias_axes)` dimensions
+    there (the output features).
     """
 
-    equation: str
     kernel_shape: tuple[int, ...]
     kernel_axes: tuple[str | None, ...]
     bias_axes: tuple[str | None, ...]
     stddev: float
     dtype: jnp.dtype
+    out_first: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", _normal(self.stddev, self.kernel_axes), self.kernel_shape, jnp.float32)
+        equation = PROJECTIONS[self.name]
+        kernel = _kernel(self, "kernel", equation, self.kernel_shape, self.kernel_axes, self.stddev, self.out_first)
         bias = self.param("bias", _zeros(self.bias_axes), self.kernel_shape[-len(self.bias_axes):],
                           jnp.float32)
-        return jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+        y = project(equation, x.astype(self.dtype), kernel.astype(self.dtype), self.out_first)
+        return y + bias.astype(self.dtype)
 
 
 def rotary(x: jax.Array, positions: jax.Array, fraction: float = 1.0, base: float = 10_000.0) -> jax.Array:
@@ -189,14 +253,14 @@ class CausalSelfAttention(nn.Module):
         residual_std = 0.02 / math.sqrt(2 * cfg.n_layers)  # GPT-2: scale residual projections
         dtype, heads, head_dim = cfg.compute_dtype, cfg.n_heads, cfg.head_dim
         if cfg.kv_heads == heads:
-            qkv = Projection("BTD,DSHK->BTSHK", (cfg.d_model, 3, heads, head_dim), ("embed", None, "heads", None),
-                             (None, "heads", None), 0.02, dtype, name="qkv")(x)  # (B, T, 3, H, K)
+            qkv = Projection((cfg.d_model, 3, heads, head_dim), ("embed", None, "heads", None),
+                             (None, "heads", None), 0.02, dtype, cfg.out_first_kernels, name="qkv")(x)  # (B, T, 3, H, K)
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, K) each
         else:  # fewer key/value heads: their own projection
-            q = Projection("BTD,DHK->BTHK", (cfg.d_model, heads, head_dim), ("embed", "heads", None),
-                           ("heads", None), 0.02, dtype, name="q")(x)  # (B, T, H, K)
-            kv = Projection("BTD,DSNK->BTSNK", (cfg.d_model, 2, cfg.kv_heads, head_dim), ("embed", None, None, None),
-                            (None, None, None), 0.02, dtype, name="kv")(x)  # (B, T, 2, N, K)
+            q = Projection((cfg.d_model, heads, head_dim), ("embed", "heads", None),
+                           ("heads", None), 0.02, dtype, cfg.out_first_kernels, name="q")(x)  # (B, T, H, K)
+            kv = Projection((cfg.d_model, 2, cfg.kv_heads, head_dim), ("embed", None, None, None),
+                            (None, None, None), 0.02, dtype, cfg.out_first_kernels, name="kv")(x)  # (B, T, 2, N, K)
             k, v = kv[:, :, 0], kv[:, :, 1]  # (B, T, N, K) each
         if cfg.positional == "rotary":
             q, k = (rotary(t, positions, cfg.rotary_fraction, cfg.rotary_base) for t in (q, k))
@@ -211,8 +275,8 @@ class CausalSelfAttention(nn.Module):
                 layer_cache[name], x.transpose(0, 2, 1, 3).astype(layer_cache[name].dtype), index)
                 for name, x in (("k", k), ("v", v))}  # (B, N, S, K)
             y = cached_attention(q, new_cache["k"], new_cache["v"], mask)  # (B, T, H, K)
-        y = Projection("BTHK,HKD->BTD", (heads, head_dim, cfg.d_model), ("heads", None, "embed"),
-                       ("embed",), residual_std, dtype, name="out")(y)  # (B, T, D)
+        y = Projection((heads, head_dim, cfg.d_model), ("heads", None, "embed"),
+                       ("embed",), residual_std, dtype, cfg.out_first_kernels, name="out")(y)  # (B, T, D)
         return y, new_cache
 
 
@@ -223,12 +287,13 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [B, T, D] -> [B, T, D] through a GELU hidden layer of width F."""
         cfg = self.config
-        h = Projection("BTD,DF->BTF", (cfg.d_model, cfg.d_ff), ("embed", "mlp"), ("mlp",), 0.02,
-                       cfg.compute_dtype, name="fc")(x)  # (B, T, F)
+        h = Projection((cfg.d_model, cfg.d_ff), ("embed", "mlp"), ("mlp",), 0.02,
+                       cfg.compute_dtype, cfg.out_first_kernels, name="fc")(x)  # (B, T, F)
         h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
         h = jax.nn.gelu(h, approximate=cfg.gelu == "tanh")
-        return Projection("BTF,FD->BTD", (cfg.d_ff, cfg.d_model), ("mlp", "embed"), ("embed",),
-                          0.02 / math.sqrt(2 * cfg.n_layers), cfg.compute_dtype, name="proj")(h)  # (B, T, D)
+        return Projection((cfg.d_ff, cfg.d_model), ("mlp", "embed"), ("embed",),
+                          0.02 / math.sqrt(2 * cfg.n_layers), cfg.compute_dtype, cfg.out_first_kernels,
+                          name="proj")(h)  # (B, T, D)
 
 
 class Block(nn.Module):
@@ -290,11 +355,13 @@ class GPT(nn.Module):
                 x, positions, None if cache is None else cache[i], cache_index, mask)
             new_cache.append(layer_cache)
         x = _layer_norm(cfg, "ln_f")(x)
-        if cfg.tie_embeddings:
-            logits = embed.attend(x)  # (B, T, V)
+        if cfg.tie_embeddings:  # the embedding [V, D] is the kernel, output axes first already
+            equation, kernel = "BTD,VD->BTV", embed.embedding
         else:
-            kernel = self.param("head", _normal(0.02, ("embed", "vocab")), (cfg.d_model, cfg.vocab_size),
-                                jnp.float32)
-            logits = jnp.einsum("BTD,DV->BTV", x, kernel.astype(cfg.compute_dtype))
+            equation = PROJECTIONS["head"]
+            kernel = _kernel(self, "head", equation, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), 0.02,
+                             cfg.out_first_kernels)
+        dtype = cfg.compute_dtype
+        logits = project(equation, x.astype(dtype), kernel.astype(dtype), cfg.out_first_kernels)  # (B, T, V)
         logits = nn.with_logical_constraint(logits, ("batch", "length", "vocab")).astype(jnp.float32)
         return logits if cache is None else (logits, new_cache)

@@ -47,11 +47,20 @@ def test_changing_a_token_changes_every_later_logit_and_no_earlier_one(variant):
     assert np.abs(before[:, changed_at:] - after[:, changed_at:]).max(axis=-1).min() > 1e-4
 
 
+@pytest.mark.parametrize("out_first", [False, True], ids=["kernels_as_trained", "kernels_out_first"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(variant):
+def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(variant, out_first):
     """Rows of lengths 12, 7, 9 left-padded to 12 slots: prefill 8 slots, decode 4 one by one;
-    each row's logits must equal the uncached forward of that row alone, unpadded."""
+    each row's logits must equal the uncached forward of that row alone, unpadded (which uses the
+    kernels as trained, also when the cached path runs on them stored output axes first, as the
+    sampler does on CPU)."""
     gpt, params = _gpt(variant)
+    uncached_forward = functools.partial(jax.jit(gpt.apply), {"params": params})
+    if out_first:
+        gpt = model.GPT(dataclasses.replace(gpt.config, out_first_kernels=True))
+        params = model.kernels_out_first(params)
+        expected_shapes = jax.eval_shape(gpt.init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+        assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, nn.unbox(expected_shapes))
     rng = np.random.RandomState(2)
     lengths, slots, prefill = [12, 7, 9], 12, 8
     rows = [rng.randint(0, VOCAB, n) for n in lengths]
@@ -76,7 +85,7 @@ def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(va
     assert [c["k"].shape for c in cache] == [(3, gpt.config.kv_heads, cache_len, 8)] * 2
     # Each row alone from position 0; right padding cannot reach earlier logits (causality).
     right_padded = np.stack([np.concatenate([r, np.zeros(p, np.int32)]) for p, r in zip(pads, rows)])
-    uncached = jax.jit(gpt.apply)({"params": params}, jnp.asarray(right_padded))
+    uncached = uncached_forward(jnp.asarray(right_padded))
     for row, (pad, length) in enumerate(zip(pads, lengths)):
         np.testing.assert_allclose(cached[row, pad:], uncached[row, :length], atol=1e-5, rtol=1e-5)
 

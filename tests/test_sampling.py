@@ -211,6 +211,9 @@ class BigramDecoder:
 
     traces: list = dataclasses.field(default_factory=list, compare=False, hash=False)
 
+    def prepare(self, params):
+        return params
+
     def init_cache(self, batch_size, cache_len):
         self.traces.append((batch_size, cache_len))  # runs once per compilation
         return {"tokens": jnp.zeros((batch_size, cache_len), jnp.int32)}
