@@ -53,8 +53,8 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
     tb/gi/cr/ag_frame, settrace/setprofile, gc.get_objects/referrers/referents, replacing
     the __code__ of the test's or the harness's functions, subinterpreters (which run without
     the hook) and loading ctypes or cffi, and the worker never loads ctypes itself. The
-    harness loads the test and binds what it calls (exec, eval,
-    type, os.write, ...) before the sample's code runs, so replacing builtins or module
+    harness loads the test and binds what it calls (exec, eval, type, the shared memory's
+    seek and write, ...) before the sample's code runs, so replacing builtins or module
     attributes cannot swap the test's `check`, and the failure text is taken from the sample's
     exception only when its str is exactly a str. Exits of any kind, atexit,
     SystemExit/KeyboardInterrupt, printing, and writing to any fd therefore yield "failed".

@@ -91,11 +91,12 @@ def make_audit_hook() -> Callable[[str, tuple], None]:
     attributes cannot change what it does, and hooks cannot be removed once added. Functions
     may get a new __code__ (types.coroutine, which asyncio uses, does), except the test's and
     the harness's own. It trusts no caller: code that can be handed a frame can be made to
-    hand it on (a trusted function's globals, closure cells and callees are all replaceable). `sys._getframe` fails with
-    ValueError, as when the stack is too shallow, which the standard library already handles:
-    namedtuple, typing, enum and dataclasses then leave the caller's module unnamed and
-    logging records "(unknown function)". Every audited event (each compile, exec, id(), open,
-    ...) runs this hook, so events it does not judge leave after one set lookup.
+    hand it on (a trusted function's globals, closure cells and callees are all replaceable).
+    `sys._getframe` fails with ValueError, as when the stack is too shallow, which the
+    standard library already handles: namedtuple, typing, enum and dataclasses then leave the
+    caller's module unnamed and logging records "(unknown function)". Every audited event
+    (each compile, exec, id(), open, ...) runs this hook, so events it does not judge leave
+    after one set lookup.
     """
     blocked, frame_attributes, module_marks = BLOCKED_EVENTS, FRAME_ATTRIBUTES, BLOCKED_MODULE_MARKS
     judged = BLOCKED_EVENTS | {"sys._getframe", "object.__getattr__", "object.__setattr__", "import"}
@@ -449,7 +450,7 @@ def main() -> None:
     would be one more module in every fork, and marshal reads the jobs faster.
     """
     scratch, sample_uid, pid1, layers, refused = sys.argv[1:]
-    import_without_fork_handlers("logging")  # and threading, which it imports
+    import_without_fork_handlers("logging")  # for samples that log; and threading, which it imports
     for name in PREIMPORTED_MODULES:
         __import__(name)
     # compile() checks whether its source is an AST object, which builds the ~120 AST node types

@@ -296,16 +296,17 @@ def main() -> None:
 
     argv: the scratch folder, the isolation ("full" or "minimal"), the uid for samples (used
     when root), the CPU core the worker and its samples run on ("" for any), and the worker's
-    `python -c` code. Plain arguments rather than JSON: every module imported here delays the worker's
-    start (json, typing and platform took ~15 ms).
+    `python -c` code. Plain arguments rather than JSON: every module imported here delays the
+    worker's start (json, typing and platform took ~15 ms).
     """
     scratch, isolation, sample_uid, core, worker_code = sys.argv[1:]
-    try:  # for speed only: a sample runs on the core its worker just ran on, so the memory the
-        # fork shares with it (and copies on write) is still in that core's caches
-        if core:
+    # For speed only: a sample runs on the core its worker just ran on, so the memory the fork
+    # shares with it (and copies on write) is still in that core's caches.
+    if core:
+        try:
             os.sched_setaffinity(0, {int(core)})
-    except OSError:
-        pass
+        except OSError:
+            pass
     layers: list[str] = []
     refused: list[str] = []
 
