@@ -7,9 +7,15 @@ Both decode the same shape of model (GPT-2 family, --config's model, default the
 the 2x target was set at 4 x 256: --config.model.n_layers=4 --config.model.d_model=256
 --config.model.d_ff=1024; vocab 8,192; random weights, no download) from a 64-token prompt, 128 new tokens with no early
 stop, with a KV cache, at batch 1 and 32, greedy and top-p (T = 0.8, p = 0.95; transformers is
-told top_k=0, since it applies top_k=50 by default). Timings include prefill. The two contenders
+told top_k=0, since it applies top_k=50 by default). Timings include prefill; each model is built
+once beforehand (for codex_jax that includes `GPTDecoder.prepare`'s weight copy). The two contenders
 alternate within each repeat and each reports the median tokens/s over the repeats with the
 spread (min-max). The batch-32 top-p ratio is printed last, with the load average at the end.
+
+    python benchmarks/sampling.py --profile [--batch_sizes=32]
+
+traces one codex_jax call per setting instead (no transformers needed) and prints where its time
+goes: prefill, and per decode step the weight matmuls, attention over the cache and the rest.
 
 Only a quiet machine gives a meaningful ratio: under load (other processes on the 2 cores of the
 project's VM) transformers' two OpenMP threads stall (at load 3 a 2-thread torch matmul of this
@@ -18,8 +24,14 @@ codex_jax's (measured at load 3.4-6: 19 tokens/s at batch 1 and 119 at batch 32 
 the issue's ~450 and ~3,300 on a quiet machine), which inflates the ratio to 12-22x.
 """
 
+import collections
+import glob
+import gzip
+import json
 import os
+import re
 import statistics
+import tempfile
 import time
 
 from absl import app, flags
@@ -32,6 +44,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per contender and sett
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to measure.")
 _NEW_TOKENS = flags.DEFINE_integer("new_tokens", 128, "Tokens generated per row.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per row.")
+_PROFILE = flags.DEFINE_bool("profile", False, "Instead of racing transformers, trace one codex_jax "
+                             "call per setting and print where its time goes (XLA:CPU trace events).")
 
 MODES = {"greedy": dict(temperature=0.0, top_p=1.0), "top-p": dict(temperature=0.8, top_p=0.95)}
 
@@ -51,19 +65,77 @@ def jax_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mod
     prompt = np.random.default_rng(0).integers(3, gpt_config.vocab_size, (batch_size, prompt_len),
                                                dtype=np.int32)
     table = stopping.StopTable.build((), [b""] * gpt_config.vocab_size)  # never stops early
-    arguments = (sampling.GPTDecoder(gpt_config), params, prompt,
+    decoder = sampling.GPTDecoder(gpt_config)  # its weights prepared once, as a model is loaded once
+    arguments = (decoder, decoder.prepare(params), prompt,
                  np.full(batch_size, prompt_len, np.int32), np.arange(batch_size, dtype=np.int32))
     sampling_config = sampling.SamplingConfig(**mode)
+    options = dict(max_new_tokens=new_tokens, sampling=sampling_config, eod_id=-1)
     calls = iter(range(1 << 30))
 
     def run():
         out = sampling.generate(*arguments, jax.random.key(next(calls)), table.next_state,
-                                table.matched, max_new_tokens=new_tokens, sampling=sampling_config,
-                                eod_id=-1)
+                                table.matched, **options)
         assert int(out.steps) == new_tokens
         return out.tokens.block_until_ready()
 
+    run.optimized_hlo = lambda: sampling.generate.lower(
+        *arguments, jax.random.key(0), table.next_state, table.matched, **options).compile().as_text()
     return run
+
+
+# An instruction of an optimized HLO module: name, shape (maybe a tuple), opcode, the rest of the line.
+_INSTRUCTION = r"^\s+(?:ROOT )?%(\S+) = (\(.*?\)|\S+) ([\w-]+)\((.*)$"
+
+
+def profile(run, steps: int) -> str:
+    """Where one codex_jax call's time goes, from XLA:CPU's trace event for every operation.
+
+    Each event is named after the optimized program's instruction it ran; instructions inside the
+    decode loops are split into attention (the batched products with the cache), weight matmuls
+    (every other dot, fused or not) and the rest; those outside are the prefill and setup. The
+    rest's largest parts are named by their operations and output shape.
+    """
+    import jax
+
+    hlo = run.optimized_hlo()
+    blocks = {m.group(1): m.group(2) for m in re.finditer(r"^(?:ENTRY )?%(\S+) .*?\{\n(.*?)\n\}", hlo, re.M | re.S)}
+    in_loops = set(re.findall(r"(?:body|condition)=%([\w.\-]+)", hlo))
+    kinds = {}  # instruction -> (kind, what it computes)
+    for block_name, block in blocks.items():
+        for name, shape, op, rest in re.findall(_INSTRUCTION, block, re.M):
+            if op == "while":
+                continue  # a loop's event spans its body's events
+            calls = re.search(r"calls=%([\w.\-]+)", rest)
+            ops = {o for _, _, o, _ in re.findall(_INSTRUCTION, blocks.get(calls.group(1), "") if calls else "", re.M)}
+            if block_name not in in_loops:
+                kind = "prefill and setup"
+            elif op == "dot" and "lhs_batch_dims" in rest:
+                kind = "attention"
+            else:
+                kind = "weight matmuls" if "dot" in ops | {op} else "the rest"
+            ops = ",".join(sorted(ops - {"parameter", "bitcast", "constant", "broadcast"})) or op
+            kinds[name] = (kind, ops + " -> " + re.sub(r"\{[^}]*\}", "", shape))  # shape without layout
+    with tempfile.TemporaryDirectory() as trace_dir:
+        jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+        start = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - start
+        jax.profiler.stop_trace()
+        path, = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
+        with gzip.open(path) as f:
+            events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X" and e.get("name") in kinds]
+    if not events:
+        return "no per-operation trace events: this XLA does not support --xla_cpu_enable_xprof_traceme"
+    totals, rest = collections.Counter(), collections.Counter()
+    for event in events:
+        kind, computes = kinds[event["name"]]
+        totals[kind] += event["dur"] / 1e3  # ms
+        if kind == "the rest":
+            rest[computes] += event["dur"] / 1e3
+    return (f"one call traced: {seconds:.2f} s; prefill and setup {totals['prefill and setup']:.0f} ms; "
+            f"per decode step ({steps}): " + ", ".join(f"{kind} {totals[kind] / steps:.2f} ms" for kind in
+                                                        ("weight matmuls", "attention", "the rest"))
+            + "; largest of the rest: " + "; ".join(f"{what} {ms / steps:.2f}" for what, ms in rest.most_common(4)))
 
 
 def hf_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode: dict):
@@ -96,6 +168,15 @@ def hf_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode
 
 def main(argv: list[str]) -> None:
     del argv
+    if _PROFILE.value:
+        # Before JAX starts its CPU backend: a trace event for every operation XLA:CPU runs.
+        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
+        for batch_size in map(int, _BATCH_SIZES.value):
+            for mode_name, mode in MODES.items():
+                run = jax_contender(_CONFIG.value, batch_size, _PROMPT_LEN.value, _NEW_TOKENS.value, mode)
+                run()  # compile / warm up
+                print(f"batch {batch_size:3d} {mode_name:6s}: {profile(run, _NEW_TOKENS.value)}", flush=True)
+        return
     import jax
     import torch
     import transformers

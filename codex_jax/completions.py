@@ -88,7 +88,8 @@ class Sampler:
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} "
                              f"and {batch_size}")
-        self.decoder, self.params, self.tokenizer = decoder, params, tokenizer
+        self.decoder, self.tokenizer = decoder, tokenizer
+        self.params = decoder.prepare(params)  # once, for every batch
         self.sampling_config, self.max_new_tokens = sampling_config, max_new_tokens
         self.stop = tuple(stop)
         self.buckets = sampling.prompt_buckets(max_prompt_len)

@@ -11,8 +11,9 @@ Two layers, one concern each:
   probabilities, which finds the exact threshold in 30 passes, and the token is drawn by
   inverse-CDF sampling with one uniform per row (no vocabulary-sized Gumbel noise);
 - the decode loop (`generate`), written against a small `Decoder` interface (prepare the
-  parameters once; init a cache; map tokens at positions and cache slots to logits), so it is
-  tested with toy logits functions and the GPT is plugged in by `GPTDecoder`.
+  parameters once, before any `generate` call; init a cache; map tokens at positions and cache
+  slots to logits), so it is tested with toy logits functions and the GPT is plugged in by
+  `GPTDecoder`.
 
 Log-probs: each chosen token's log-probability under the temperature-scaled model
 distribution, log softmax(logits / T), *before* top-k/top-p truncation (T = 1 for greedy).
@@ -170,8 +171,8 @@ class Decoder(Protocol):
     """What the decode loop needs from a model (hashable: a static argument of the jit)."""
 
     def prepare(self, params: Any) -> Any:
-        """The parameters as `__call__` takes them, made once per `generate` call before the loop
-        (e.g. a copy in another layout); usually `params` itself."""
+        """The parameters as `__call__` and `generate` take them (e.g. with a copy in another
+        layout); usually `params` itself. Made once per set of parameters, not per call."""
 
     def init_cache(self, batch_size: int, cache_len: int) -> Any:
         """A zeroed cache pytree of cache_len slots whose leaves have batch_size rows first.
@@ -193,8 +194,8 @@ class GPTDecoder:
     """`codex_jax.model.GPT` as a `Decoder`; the cache is kept in the compute dtype.
 
     On CPU, decode steps of at least `_OUT_FIRST_MIN_ROWS` rows run on a copy of the parameters
-    with every kernel stored output axes first (`model.kernels_out_first`, made once per
-    `generate` call), which XLA:CPU multiplies without repacking the weights every step (see
+    with every kernel stored output axes first (`model.kernels_out_first`, made by `prepare`),
+    which XLA:CPU multiplies without repacking the weights every step (see
     `model.project`). Measured on the project's 2-core VM (greedy, 64-token prompts, 128 new
     tokens; the same `generate` with and without the copy, 9 alternated rounds, median of the
     paired ratios): 4 x 256 at 4, 8, 16, 32 rows 1.20x, 1.28x, 1.16x, 1.10x; 8 x 512 at 32 rows 1.27x;
@@ -207,7 +208,7 @@ class GPTDecoder:
     def prepare(self, params):
         if jax.default_backend() != "cpu":
             return {"trained": params}
-        return {"trained": params, "out_first": model_lib.kernels_out_first(params)}
+        return {"trained": params, "out_first": jax.jit(model_lib.kernels_out_first)(params)}
 
     def init_cache(self, batch_size: int, cache_len: int) -> model_lib.Cache:
         return model_lib.init_cache(self.config, batch_size, cache_len, self.config.compute_dtype)
@@ -266,7 +267,7 @@ def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: j
 
     Args:
         decoder: the model (see `Decoder`).
-        params: its parameters (sharded as in training).
+        params: `decoder.prepare(params)` of its parameters (sharded as in training).
         prompt: int32[G, P], left-padded; P >= 2.
         prompt_lengths: int32[G], each in [1, P].
         row_prompt: int32[R]: which prompt each row continues.
@@ -281,7 +282,6 @@ def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: j
     """
     num_prompts, prompt_len = prompt.shape
     num_rows = row_prompt.shape[0]
-    params = decoder.prepare(params)
     slots = jnp.arange(prompt_len, dtype=jnp.int32)
     padding = (prompt_len - prompt_lengths)[:, None]  # (G, 1)
     positions = jnp.maximum(slots - padding, 0)  # (G, P)

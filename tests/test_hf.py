@@ -83,8 +83,9 @@ def test_greedy_generation_equals_transformers_generate(imported):
     hf_model, (config, params, _) = imported
     prompts = np.random.default_rng(1).integers(1, VOCAB, (3, 8)).astype(np.int32)
     table = stopping.StopTable.build((), [b""] * config.vocab_size)
+    decoder = sampling.GPTDecoder(config)
     ours = sampling.generate(
-        sampling.GPTDecoder(config), params, prompts, np.full(3, 8, np.int32), np.arange(3, dtype=np.int32),
+        decoder, decoder.prepare(params), prompts, np.full(3, 8, np.int32), np.arange(3, dtype=np.int32),
         jax.random.key(0), table.next_state, table.matched, max_new_tokens=32,
         sampling=sampling.SamplingConfig(temperature=0.0), eod_id=EOD).tokens
     with torch.no_grad():

@@ -347,8 +347,9 @@ def greedy_by_full_forward(params, prompts: list[list[int]], steps: int) -> list
 
 def run_greedy(params, prompts: list[list[int]], steps: int, prompt_len: int = 16) -> np.ndarray:
     table = no_stop(GPT_CONFIG.vocab_size)
+    decoder = sampling.GPTDecoder(GPT_CONFIG)
     out = sampling.generate(
-        sampling.GPTDecoder(GPT_CONFIG), params, sampling.left_pad(prompts, prompt_len, 0),
+        decoder, decoder.prepare(params), sampling.left_pad(prompts, prompt_len, 0),
         np.array([len(p) for p in prompts], np.int32), np.arange(len(prompts), dtype=np.int32),
         jax.random.key(0), table.next_state, table.matched, max_new_tokens=steps,
         sampling=sampling.SamplingConfig(temperature=0.0), eod_id=-1)
@@ -391,9 +392,10 @@ def test_rows_are_sharded_over_the_data_axes_with_the_same_tokens(gpt_params):
         nn.get_partition_spec(boxed)["params"], mesh, rules))
     prompts = [[5, 6, 7], list(range(10, 26))]
     table = no_stop(GPT_CONFIG.vocab_size)
+    decoder = sampling.GPTDecoder(GPT_CONFIG)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         out = sampling.generate(
-            sampling.GPTDecoder(GPT_CONFIG), placed, sampling.left_pad(prompts, 16, 0),
+            decoder, decoder.prepare(placed), sampling.left_pad(prompts, 16, 0),
             np.array([3, 16], np.int32), np.arange(16, dtype=np.int32) % 2, jax.random.key(0),
             table.next_state, table.matched, max_new_tokens=6,
             sampling=sampling.SamplingConfig(temperature=0.0), eod_id=-1)
