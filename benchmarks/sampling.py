@@ -98,6 +98,7 @@ def profile(run, steps: int) -> str:
     import jax
 
     hlo = run.optimized_hlo()
+    module = re.search(r"^HloModule ([^,\s]+)", hlo, re.M).group(1)
     blocks = {m.group(1): m.group(2) for m in re.finditer(r"^(?:ENTRY )?%(\S+) .*?\{\n(.*?)\n\}", hlo, re.M | re.S)}
     in_loops = set(re.findall(r"(?:body|condition)=%([\w.\-]+)", hlo))
     kinds = {}  # instruction -> (kind, what it computes)
@@ -106,29 +107,31 @@ def profile(run, steps: int) -> str:
             if op == "while":
                 continue  # a loop's event spans its body's events
             calls = re.search(r"calls=%([\w.\-]+)", rest)
-            ops = {o for _, _, o, _ in re.findall(_INSTRUCTION, blocks.get(calls.group(1), "") if calls else "", re.M)}
+            called = blocks.get(calls.group(1), "") if calls else ""  # a fusion's computation
+            ops = {o for _, _, o, _ in re.findall(_INSTRUCTION, called, re.M)}
             if block_name not in in_loops:
                 kind = "prefill and setup"
-            elif op == "dot" and "lhs_batch_dims" in rest:
-                kind = "attention"
+            elif "dot" in ops | {op}:
+                kind = "attention" if "lhs_batch_dims" in rest + called else "weight matmuls"
             else:
-                kind = "weight matmuls" if "dot" in ops | {op} else "the rest"
+                kind = "the rest"
             ops = ",".join(sorted(ops - {"parameter", "bitcast", "constant", "broadcast"})) or op
             kinds[name] = (kind, ops + " -> " + re.sub(r"\{[^}]*\}", "", shape))  # shape without layout
     with tempfile.TemporaryDirectory() as trace_dir:
-        jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+        jax.profiler.start_trace(trace_dir)
         start = time.perf_counter()
         run()
         seconds = time.perf_counter() - start
         jax.profiler.stop_trace()
         path, = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
-        with gzip.open(path) as f:
-            events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X" and e.get("name") in kinds]
+        with gzip.open(path) as f:  # the events of this program's operations (not, e.g., the PRNG key's)
+            events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"
+                      and e.get("args", {}).get("hlo_module") == module and e["args"].get("hlo_op") in kinds]
     if not events:
         return "no per-operation trace events: this XLA does not support --xla_cpu_enable_xprof_traceme"
     totals, rest = collections.Counter(), collections.Counter()
     for event in events:
-        kind, computes = kinds[event["name"]]
+        kind, computes = kinds[event["args"]["hlo_op"]]
         totals[kind] += event["dur"] / 1e3  # ms
         if kind == "the rest":
             rest[computes] += event["dur"] / 1e3

@@ -14,6 +14,7 @@ follows one, so this is how the model saw files begin.
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -89,11 +90,11 @@ class Sampler:
             raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} "
                              f"and {batch_size}")
         self.decoder, self.tokenizer = decoder, tokenizer
-        self.params = decoder.prepare(params)  # once, for every batch
         self.sampling_config, self.max_new_tokens = sampling_config, max_new_tokens
         self.stop = tuple(stop)
         self.buckets = sampling.prompt_buckets(max_prompt_len)
         self.batch_size, self.mesh, self.rules = batch_size, mesh, rules
+        self.params = self._in_mesh(decoder.prepare, params)  # once, for every batch
         self.row_shards = 1 if mesh is None else sharding.batch_shards(mesh, rules)
         self.stop_table = stopping.StopTable.build(
             self.stop, [tokenizer.decode_bytes([token]) for token in range(tokenizer.vocab_size)])
@@ -107,10 +108,14 @@ class Sampler:
                      self.stop_table.next_state, np.int32(self.stop_table.matched))
         options = dict(max_new_tokens=self.max_new_tokens, sampling=self.sampling_config,
                        eod_id=self.tokenizer.eod_id)
+        return self._in_mesh(functools.partial(sampling.generate, **options), *arguments)
+
+    def _in_mesh(self, fn, *args):
+        """fn(*args) under the mesh and its logical axis rules, if there is a mesh."""
         if self.mesh is None:
-            return sampling.generate(*arguments, **options)
+            return fn(*args)
         with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
-            return sampling.generate(*arguments, **options)
+            return fn(*args)
 
     def _completion(self, tokens: np.ndarray, log_probs: np.ndarray, num_tokens: int) -> Completion:
         ids = tokens[:num_tokens].tolist()

@@ -214,6 +214,8 @@ class GPTDecoder:
         return model_lib.init_cache(self.config, batch_size, cache_len, self.config.compute_dtype)
 
     def __call__(self, prepared, tokens, positions, cache, cache_index, kv_mask):
+        if "trained" not in prepared:
+            raise ValueError("GPTDecoder takes the parameters as its prepare() returns them")
         config, params = self.config, prepared["trained"]
         rows, length = tokens.shape
         if length == 1 and rows >= _OUT_FIRST_MIN_ROWS and "out_first" in prepared:

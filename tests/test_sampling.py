@@ -356,6 +356,15 @@ def run_greedy(params, prompts: list[list[int]], steps: int, prompt_len: int = 1
     return np.asarray(out.tokens)
 
 
+def test_gpt_decoder_given_unprepared_parameters_says_so(gpt_params):
+    table = no_stop(GPT_CONFIG.vocab_size)
+    with pytest.raises(ValueError, match="prepare"):
+        sampling.generate(sampling.GPTDecoder(GPT_CONFIG), gpt_params, np.array([[5, 6]], np.int32),
+                          np.array([2], np.int32), np.zeros(1, np.int32), jax.random.key(0), table.next_state,
+                          table.matched, max_new_tokens=2, sampling=sampling.SamplingConfig(temperature=0.0),
+                          eod_id=-1)
+
+
 @pytest.fixture(params=[32, 3], ids=["one_chunk", "chunks_of_3"])
 def decode_chunk(request, monkeypatch):
     """The decode loop's chunk length; 3 makes 8 steps run as loops of 3, 3 and 2 steps."""
