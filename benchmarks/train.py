@@ -37,11 +37,11 @@ def jax_contender(config, batch_size: int, tokens):
     """A callable running one codex_jax train step (state carried across calls)."""
     import jax
 
-    from codex_jax import train
+    from codex_jax.training import trainer
 
     config.train.batch_size, config.train.grad_accum = batch_size, 1
     config.mesh.update(data=1, fsdp=1, model=1)
-    run = train.setup(config, config.tokenizer.vocab_size, devices=jax.devices()[:1])
+    run = trainer.setup(config, config.tokenizer.vocab_size, devices=jax.devices()[:1])
     batch = run.shard_batch({"tokens": tokens})
     state = [run.init()]
 
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
     import jax
     import numpy as np
 
-    from codex_jax import metrics
+    from codex_jax.training import metrics
 
     config = _CONFIG.value
     batch_size, seq_len = _BATCH_SIZE.value, config.train.seq_len

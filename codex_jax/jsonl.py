@@ -4,6 +4,7 @@ Errors name the file and the 1-based line so a user can find the bad record. Als
 atomic writer (temporary file + rename) every stage uses for its completion marker.
 """
 
+import contextlib
 import gzip
 import json
 import os
@@ -44,6 +45,24 @@ def read_jsonl(path: str | os.PathLike, skip_cut_last_line: bool = False) -> Ite
             yield record
 
 
+_REQUIRED = object()
+
+
+def read_json(path: str | os.PathLike, default: Any = _REQUIRED) -> Any:
+    """One JSON document; `default` when given and the file does not exist.
+
+    Raises:
+        FileNotFoundError: no such file and no default. ValueError: not valid JSON (names the file).
+    """
+    if default is not _REQUIRED and not os.path.exists(path):
+        return default
+    with open_text(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{os.fspath(path)}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]], append: bool = False) -> None:
     """Writes one JSON object per line; `append` adds to an existing file."""
     with open_text(path, "at" if append else "wt") as f:
@@ -51,21 +70,29 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]], appe
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def write_text_atomically(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, then renames it: readers never see half a file."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary name beside `path` to write to; renamed over `path` when the block ends
+    without an exception (and removed when it raises): readers never see half a file."""
     path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as f:
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(temporary, path)
 
 
 def write_jsonl_atomically(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
-    """`write_jsonl` to a temporary file beside `path`, then renamed over it."""
-    path = os.fspath(path)
-    temporary = f"{path}.tmp{os.getpid()}"
-    write_jsonl(temporary, records)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        write_jsonl(temporary, records)
 
 
 def write_json_atomically(path: str | os.PathLike, value: Any) -> None:

@@ -1,78 +1,91 @@
-"""The main job, one stage after another: corpus to pass@k, with a report.
+"""The main job as one table of stages, corpus to pass@k, with a report.
 
     corpus -> tokenizer -> data -> pretrain -> functions -> finetune -> sample -> execute -> report
 
-Each stage is the `ensure_*` function of its module: it returns at once when its artifact is
-complete and resumes when it is partial (training from its latest checkpoint, sampling after
-its last finished chunk of problems, execution after its last finished sample), so a killed
-pipeline rerun loses at most the work since then. Both models are sampled and executed, the
-pretrained one (`W/ckpt/pretrain`) and the fine-tuned one (`W/ckpt/finetune`): their pass@k side
-by side is Codex-S's ablation.
-
-Artifacts beyond the stages' own: `W/samples/{pretrain,finetune}.jsonl` (+ `_results.jsonl`),
-`W/timings.json` (seconds spent in each stage, summed over runs), `W/metrics.json` (every
-number of the report) and `W/report.md` with `W/plots/*.png`.
+`STAGES` says, for each stage, what it needs, what it writes (`codex_jax.workdir`) and whether
+process 0 alone builds it. A stage's `build` returns at once when its artifact is complete and
+resumes when it is partial (training from its latest checkpoint, sampling after its last
+finished chunk of problems, execution after its last finished sample); it never builds what it
+needs itself: `run` runs the stages asked for together with everything they need, in table
+order, so a killed pipeline rerun loses at most the work since then. Both models are sampled and
+executed, the pretrained and the fine-tuned one: their pass@k side by side is Codex-S's ablation.
+`W/timings.json` sums the seconds each stage spent over all runs.
 """
 
+import dataclasses
 import importlib
-import json
 import os
 import time
 from typing import Any, Callable, Sequence
 
 import ml_collections
-import numpy as np
 from absl import logging
 
 from codex_jax import jsonl
-
-STAGES = ("corpus", "tokenizer", "data", "pretrain", "functions", "finetune", "sample", "execute", "report")
-# Stages whose artifact process 0 builds while the others wait; the others run in every process:
-# training and sampling are SPMD, execution shares out the problems.
-BUILT_BY_MAIN_PROCESS = ("corpus", "tokenizer", "data", "functions")
-MODELS = ("pretrain", "finetune")  # the Codex-S ablation: the same model before and after fine-tuning
+from codex_jax.workdir import MODELS, Workdir, results_path
 
 
-def samples_path(workdir: str, model: str) -> str:
-    return os.path.join(workdir, "samples", f"{model}.jsonl")
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    needs: tuple[str, ...]  # stages whose artifacts this one reads
+    writes: Callable[[Workdir], tuple[str, ...]]  # its artifacts
+    build: Callable[[ml_collections.ConfigDict, str], Any]  # makes them, or returns at once when complete
+    main_process_only: bool = False  # process 0 builds it while the others wait; else SPMD / shared out
 
 
-def _ensure(module: str, function: str) -> Callable[[ml_collections.ConfigDict, str], None]:
-    """A stage that is one `ensure_*` function (imported only when the stage runs)."""
-    def stage(config: ml_collections.ConfigDict, workdir: str) -> None:
-        getattr(importlib.import_module(f"codex_jax.{module}"), function)(config, workdir)
-    return stage
+def _call(module: str, function: str) -> Callable[[ml_collections.ConfigDict, str], Any]:
+    """`module.function(config, workdir)`, imported only when the stage runs."""
+    def build(config: ml_collections.ConfigDict, workdir: str) -> Any:
+        return getattr(importlib.import_module(f"codex_jax.{module}"), function)(config, workdir)
+    return build
 
 
-def _sample(config, workdir):
-    from codex_jax import completions, finetune
-    directories = finetune.checkpoint_dirs(workdir)
+def _sample(config: ml_collections.ConfigDict, workdir: str) -> None:
+    from codex_jax.sampling import samples
+
+    paths = Workdir(workdir)
     for model in MODELS:
-        completions.ensure_samples(config, workdir, checkpoint_dir=directories[model],
-                                   path=samples_path(workdir, model))
+        samples.ensure_samples(config, workdir, checkpoint_dir=paths.checkpoint(model), path=paths.samples(model))
 
 
-def _execute(config, workdir):
-    from codex_jax import evaluation
+def _execute(config: ml_collections.ConfigDict, workdir: str) -> None:
+    from codex_jax.evaluation import correctness
+
     for model in MODELS:
-        evaluation.evaluate_with_config(config, samples_path(workdir, model))
+        correctness.evaluate_with_config(config, Workdir(workdir).samples(model))
 
 
-def _report(config, workdir):
-    from codex_jax import distributed, finetune, report
-    directories = finetune.checkpoint_dirs(workdir)  # the body losses are SPMD like training
-    body_loss = {model: finetune.body_loss(config, workdir, directories[model]) for model in MODELS}
+def _report(config: ml_collections.ConfigDict, workdir: str) -> None:
+    from codex_jax import report
+    from codex_jax.training import distributed, finetune
+
+    paths = Workdir(workdir)  # the body losses are SPMD like training
+    body_loss = {model: finetune.body_loss(config, workdir, paths.checkpoint(model)) for model in MODELS}
     if distributed.is_main_process():
-        jsonl.write_json_atomically(os.path.join(workdir, "metrics.json"),
-                                    collect_metrics(config, workdir, body_loss))
+        jsonl.write_json_atomically(paths.metrics, report.collect_metrics(config, workdir, body_loss))
         report.write_report(workdir)
 
 
-RUNNERS: dict[str, Callable[[ml_collections.ConfigDict, str], None]] = {
-    "corpus": _ensure("corpus", "ensure_corpus"), "tokenizer": _ensure("tokenizer", "ensure_tokenizer"),
-    "data": _ensure("data", "ensure_data"), "pretrain": _ensure("finetune", "ensure_pretrained"),
-    "functions": _ensure("functions", "ensure_functions"), "finetune": _ensure("finetune", "ensure_finetuned"),
-    "sample": _sample, "execute": _execute, "report": _report}
+STAGES = (
+    Stage("corpus", (), lambda w: (w.corpus,), _call("data.corpus", "ensure_corpus"), main_process_only=True),
+    Stage("tokenizer", ("corpus",), lambda w: (w.tokenizer,), _call("data.tokenizer", "ensure_tokenizer"),
+          main_process_only=True),
+    Stage("data", ("corpus", "tokenizer"), lambda w: (w.data,), _call("data.token_files", "ensure_data"),
+          main_process_only=True),
+    Stage("pretrain", ("data",), lambda w: (w.checkpoint("pretrain"), w.training_log("pretrain")),
+          _call("training.finetune", "ensure_pretrained")),
+    Stage("functions", ("corpus",), lambda w: (w.sft,), _call("data.sft_pairs", "ensure_functions"),
+          main_process_only=True),
+    Stage("finetune", ("tokenizer", "pretrain", "functions"),
+          lambda w: (w.checkpoint("finetune"), w.training_log("finetune")),
+          _call("training.finetune", "ensure_finetuned")),
+    Stage("sample", ("pretrain", "finetune"), lambda w: tuple(w.samples(m) for m in MODELS), _sample),
+    Stage("execute", ("sample",), lambda w: tuple(results_path(w.samples(m)) for m in MODELS), _execute),
+    Stage("report", ("execute", "functions"), lambda w: (w.metrics, w.report, w.plots), _report),
+)
+BY_NAME = {stage.name: stage for stage in STAGES}
+NAMES = tuple(BY_NAME)
 
 
 def parse_stages(names: str | Sequence[str]) -> tuple[str, ...]:
@@ -80,90 +93,55 @@ def parse_stages(names: str | Sequence[str]) -> tuple[str, ...]:
     if isinstance(names, str):
         names = [name.strip() for name in names.split(",") if name.strip()]
     if list(names) == ["all"]:
-        return STAGES
-    unknown = sorted(set(names) - set(STAGES))
+        return NAMES
+    unknown = sorted(set(names) - set(NAMES))
     if unknown or not names:
         raise ValueError(f"--stages: unknown stage(s) {unknown or names}; expected 'all' or a comma-separated "
-                         f"subset of {','.join(STAGES)}")
-    return tuple(stage for stage in STAGES if stage in names)
+                         f"subset of {','.join(NAMES)}")
+    return tuple(name for name in NAMES if name in names)
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def with_needs(names: Sequence[str]) -> tuple[str, ...]:
+    """`names` and every stage they need, directly or not, in table order."""
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(BY_NAME[name].needs)
+    return tuple(name for name in NAMES if name in wanted)
 
 
-def _training_summary(metrics_path: str) -> dict[str, Any]:
-    """The last logged step of a metrics.jsonl, its last validation numbers and median tokens/s."""
-    records = list(jsonl.read_jsonl(metrics_path))
-    last_val = next((r for r in reversed(records) if "val_loss" in r), {})
-    return {"step": records[-1]["step"], "loss": records[-1]["loss"], "val_loss": last_val.get("val_loss"),
-            "val_bits_per_byte": last_val.get("val_bits_per_byte"),
-            "tokens_per_s": float(np.median([r["tokens_per_s"] for r in records]))}
-
-
-def collect_metrics(config: ml_collections.ConfigDict, workdir: str, body_loss: dict[str, Any]) -> dict[str, Any]:
-    """Every number of the report: `body_loss` ({model: finetune.body_loss}) and the stages' artifacts."""
-    from codex_jax import completions, corpus, data, report
-
-    corpus_stats = corpus.read_stats(os.path.join(workdir, "corpus"))
-    data_meta = data.load_meta(os.path.join(workdir, "data"))
-    functions_stats = _read_json(os.path.join(workdir, "sft", "stats.json"))
-    metrics: dict[str, Any] = {
-        "problem_file": config.eval.problem_file,
-        "evaluation": {model: report.results_summary(samples_path(workdir, model) + "_results.jsonl",
-                                                     tuple(config.eval.k)) for model in MODELS},
-        "body_loss": body_loss,
-        "training": {"pretrain": _training_summary(os.path.join(workdir, "metrics.jsonl")),
-                     "finetune": _training_summary(os.path.join(workdir, "finetune_metrics.jsonl"))},
-        "data": {
-            "corpus": {"files_kept": corpus_stats["files"]["kept"], "files_seen": corpus_stats["files"]["seen"],
-                       "mb_kept": round(corpus_stats["bytes"]["kept"] / 1e6, 1)},
-            "tokenizer": {"vocab_size": data_meta["vocab_size"],
-                          "val_bytes_per_token": round(data_meta["val"]["n_bytes"] / data_meta["val"]["n_tokens"], 2)},
-            "tokens": {split: data_meta[split]["n_tokens"] for split in ("train", "val")},
-            "functions": functions_stats["splits"],
-        },
-        "sampling": {model: {key: value for key, value in _read_json(
-            completions.meta_path(samples_path(workdir, model))).items()
-            if key in ("n", "temperature", "top_p", "samples", "tokens", "tokens_per_s")} for model in MODELS},
-        "timings": read_timings(workdir),
-        "config": config.to_dict(),
-    }
-    return metrics
-
-
-def read_timings(workdir: str) -> dict[str, float]:
-    path = os.path.join(workdir, "timings.json")
-    return _read_json(path) if os.path.exists(path) else {}
-
-
-def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-        stages: Sequence[str] = STAGES) -> str:
-    """Runs `stages` in order (each skips or resumes by itself); returns the report's path.
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, stages: Sequence[str] = NAMES) -> str:
+    """Runs `stages` and what they need (`with_needs`), in order, each skipping or resuming by
+    itself; returns the report's path.
 
     Seconds spent in each stage are added to W/timings.json as it ends, even when it fails. On
-    several processes (`codex_jax.distributed`), every process runs this with the same arguments.
+    several processes (`codex_jax.training.distributed`), every process runs this with the same
+    arguments.
     """
-    from codex_jax import distributed
+    from codex_jax.training import distributed
 
-    workdir = os.path.abspath(os.fspath(workdir))
+    paths = Workdir(workdir)
     main = distributed.is_main_process()
-    os.makedirs(workdir, exist_ok=True)
-    for index, stage in enumerate(stages, start=1):
+    os.makedirs(paths.root, exist_ok=True)
+    order = with_needs(stages)
+    for index, name in enumerate(order, start=1):
+        stage = BY_NAME[name]
         if main:
-            logging.info("pipeline: [%d/%d] %s", index, len(stages), stage)
+            logging.info("pipeline: [%d/%d] %s", index, len(order), name)
         start = time.perf_counter()
         try:
-            if main or stage not in BUILT_BY_MAIN_PROCESS:
-                RUNNERS[stage](config, workdir)
-            distributed.barrier(f"pipeline: {stage}")
+            if main or not stage.main_process_only:
+                stage.build(config, paths.root)
+            distributed.barrier(f"pipeline: {name}")
         finally:
             seconds = time.perf_counter() - start
             if main:
-                timings = read_timings(workdir)
-                timings[stage] = round(timings.get(stage, 0.0) + seconds, 1)
-                jsonl.write_json_atomically(os.path.join(workdir, "timings.json"), timings)
+                timings = jsonl.read_json(paths.timings, default={})
+                timings[name] = round(timings.get(name, 0.0) + seconds, 1)
+                jsonl.write_json_atomically(paths.timings, timings)
         if main:
-            logging.info("pipeline: %s done in %.1f s", stage, seconds)
-    return os.path.join(workdir, "report.md")
+            logging.info("pipeline: %s done in %.1f s", name, seconds)
+    return paths.report

@@ -1,7 +1,9 @@
-"""The pipeline's report: W/report.md and W/plots/*.png from W/metrics.json and the run's files.
+"""The pipeline's report: W/metrics.json from the run's artifacts, then W/report.md and
+W/plots/*.png from W/metrics.json.
 
-`W/metrics.json` (written by `codex_jax.pipeline`) holds every number the report shows; this
-module only reads artifacts and draws. Nothing here trains, samples or executes.
+`W/metrics.json` holds every number the report shows; this module only reads artifacts and
+draws. Nothing here trains, samples or executes (the held-out losses it reports are computed by
+the report stage of `codex_jax.pipeline` and passed in).
 """
 
 import collections
@@ -11,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from codex_jax import evaluation, jsonl
-from codex_jax.pipeline import MODELS, samples_path
+from codex_jax import jsonl
+from codex_jax.evaluation import pass_at_k as pass_at_k_lib
+from codex_jax.workdir import MODELS, Workdir, results_path, samples_meta_path
 
 
 def results_summary(results_path: str, k: tuple[int, ...]) -> dict[str, Any]:
@@ -21,19 +24,20 @@ def results_summary(results_path: str, k: tuple[int, ...]) -> dict[str, Any]:
     Codex (section 3.4, figure 7) ranks samples by mean token log-prob when only one may be
     submitted; "random" is the unbiased pass@1, the expected result of picking a sample at random.
     """
+    rows = list(jsonl.read_jsonl(results_path))
+    counts = pass_at_k_lib.count_by_problem(rows)
     by_task: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-    for row in jsonl.read_jsonl(results_path):
+    for row in rows:
         by_task[row["task_id"]].append(row)
-    n = np.array([len(rows) for rows in by_task.values()])
-    correct = np.array([sum(r["passed"] for r in rows) for rows in by_task.values()])
-    ranked = [max(rows, key=lambda r: r.get("mean_log_prob", 0.0))["passed"] for rows in by_task.values()]
+    n = np.array([samples for samples, _ in counts.values()])
+    correct = np.array([passed for _, passed in counts.values()])
+    ranked = [max(by_task[task], key=lambda r: r.get("mean_log_prob", 0.0))["passed"] for task in counts]
     return {
-        "pass_at_k": {f"pass@{kk}": float(evaluation.estimate_pass_at_k(n, correct, kk).mean())
-                      for kk in k if (n >= kk).all()},
+        "pass_at_k": pass_at_k_lib.pass_at_k(counts, k),
         "pass@1_ranked_by_mean_log_prob": float(np.mean(ranked)),
         "pass@1_random": float(np.mean(correct / n)),
         "problems": len(by_task), "samples": int(n.sum()),
-        "passed_per_problem": {task: int(c) for task, c in zip(by_task, correct)},
+        "passed_per_problem": {task: int(c) for task, c in zip(counts, correct)},
     }
 
 
@@ -55,8 +59,8 @@ def plot_training(workdir: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, filename in (("pretrain", "metrics.jsonl"), ("finetune", "finetune_metrics.jsonl")):
-        curves = _read_curve(os.path.join(workdir, filename))
+    for name in MODELS:
+        curves = _read_curve(Workdir(workdir).training_log(name))
         for axis, key in zip(axes, ("loss", "val_bits_per_byte")):
             if curves.get(key):
                 steps, values = zip(*curves[key])
@@ -68,7 +72,7 @@ def plot_training(workdir: str) -> list[str]:
         axis.legend()
         axis.grid(alpha=0.3)
     fig.tight_layout()
-    path = os.path.join(workdir, "plots", "training.png")
+    path = os.path.join(Workdir(workdir).plots, "training.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
@@ -89,7 +93,7 @@ def plot_passes(workdir: str, metrics: dict[str, Any]) -> list[str]:
     axis.set(title="passing samples per HumanEval problem", xlabel="problem index", ylabel="samples passed")
     axis.legend()
     fig.tight_layout()
-    path = os.path.join(workdir, "plots", "pass_counts.png")
+    path = os.path.join(Workdir(workdir).plots, "pass_counts.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
@@ -107,9 +111,9 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def _examples(workdir: str, problem_file: str | None, limit: int = 3) -> str:
     """A few completions of the fine-tuned model with their prompts: passing ones when there are,
     else each problem's most likely sample (by mean log-prob) and why it failed."""
-    from codex_jax import problems
+    from codex_jax.evaluation import problems
 
-    path = samples_path(workdir, MODELS[-1]) + "_results.jsonl"
+    path = results_path(Workdir(workdir).samples(MODELS[-1]))
     if not os.path.exists(path):
         return "No samples."
     def rank(row: dict[str, Any]) -> tuple[bool, float]:
@@ -155,10 +159,10 @@ def _passed_problems(evaluations: dict[str, Any]) -> str:
 
 def write_report(workdir: str) -> str:
     """Renders W/report.md and W/plots/*.png from W/metrics.json; returns the report's path."""
-    workdir = os.fspath(workdir)
-    with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
-        metrics = json.load(f)
-    os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
+    paths = Workdir(workdir)
+    workdir = paths.root
+    metrics = jsonl.read_json(paths.metrics)
+    os.makedirs(paths.plots, exist_ok=True)
     plot_training(workdir)
     plot_passes(workdir, metrics)
     evaluations = metrics.get("evaluation", {})
@@ -198,18 +202,56 @@ def write_report(workdir: str) -> str:
         "## Config",
         "```json\n" + json.dumps(metrics.get("config", {}), indent=1) + "\n```",
     ]
-    path = os.path.join(workdir, "report.md")
-    jsonl.write_text_atomically(path, "\n\n".join(sections) + "\n")
-    return path
+    jsonl.write_text_atomically(paths.report, "\n\n".join(sections) + "\n")
+    return paths.report
 
 
 def _chained_section(workdir: str) -> list[str]:
     """The decomposition probe's table and plot, when scripts/chained.py has run in this workdir."""
-    from codex_jax.tasks import chained
+    from codex_jax.evaluation import chained
 
-    path = os.path.join(workdir, chained.FOLDER, "results.json")
+    folder = Workdir(workdir).chained
+    path = os.path.join(folder, "results.json")
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        results = json.load(f)
-    return [chained.report_section(results, image=f"{chained.FOLDER}/{chained.PLOT_FILENAME}")]
+    image = f"{os.path.basename(folder)}/{chained.PLOT_FILENAME}"
+    return [chained.report_section(jsonl.read_json(path), image=image)]
+
+
+def _training_summary(metrics_path: str) -> dict[str, Any]:
+    """The last logged step of a metrics.jsonl, its last validation numbers and median tokens/s."""
+    records = list(jsonl.read_jsonl(metrics_path))
+    last_val = next((r for r in reversed(records) if "val_loss" in r), {})
+    return {"step": records[-1]["step"], "loss": records[-1]["loss"], "val_loss": last_val.get("val_loss"),
+            "val_bits_per_byte": last_val.get("val_bits_per_byte"),
+            "tokens_per_s": float(np.median([r["tokens_per_s"] for r in records]))}
+
+
+def collect_metrics(config: Any, workdir: str, body_loss: dict[str, Any]) -> dict[str, Any]:
+    """Every number of the report: `body_loss` ({model: finetune.body_loss}) and the stages' artifacts."""
+    from codex_jax.data import corpus, token_files
+
+    paths = Workdir(workdir)
+    corpus_stats = corpus.read_stats(paths.corpus)
+    data_meta = token_files.load_meta(paths.data)
+    functions_stats = jsonl.read_json(os.path.join(paths.sft, "stats.json"))
+    return {
+        "problem_file": config.eval.problem_file,
+        "evaluation": {model: results_summary(results_path(paths.samples(model)), tuple(config.eval.k))
+                       for model in MODELS},
+        "body_loss": body_loss,
+        "training": {model: _training_summary(paths.training_log(model)) for model in MODELS},
+        "data": {
+            "corpus": {"files_kept": corpus_stats["files"]["kept"], "files_seen": corpus_stats["files"]["seen"],
+                       "mb_kept": round(corpus_stats["bytes"]["kept"] / 1e6, 1)},
+            "tokenizer": {"vocab_size": data_meta["vocab_size"],
+                          "val_bytes_per_token": round(data_meta["val"]["n_bytes"] / data_meta["val"]["n_tokens"], 2)},
+            "tokens": {split: data_meta[split]["n_tokens"] for split in ("train", "val")},
+            "functions": functions_stats["splits"],
+        },
+        "sampling": {model: {key: value for key, value in jsonl.read_json(samples_meta_path(paths.samples(model))).items()
+                             if key in ("n", "temperature", "top_p", "samples", "tokens", "tokens_per_s")}
+                     for model in MODELS},
+        "timings": jsonl.read_json(paths.timings, default={}),
+        "config": config.to_dict(),
+    }

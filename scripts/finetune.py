@@ -9,8 +9,6 @@ Rerunning the same command resumes. Prints the held-out loss on function bodies 
 pretrained and the fine-tuned model (the Codex-S comparison).
 """
 
-from absl import app
-
 from codex_jax import cli
 
 _CONFIG = cli.define_config_flag()
@@ -20,13 +18,14 @@ _MULTIHOST = cli.define_multihost_flag()
 
 def main(argv: list[str]) -> None:
     del argv
-    from codex_jax import distributed, finetune
+    from codex_jax import pipeline
+    from codex_jax.training import distributed, finetune
+    from codex_jax.workdir import MODELS, Workdir
 
     cli.start(_MULTIHOST.value)
     config, workdir = _CONFIG.value, _WORKDIR.value
-    finetune.ensure_finetuned(config, workdir)
-    losses = {stage: finetune.body_loss(config, workdir, directory)
-              for stage, directory in finetune.checkpoint_dirs(workdir).items()}
+    pipeline.run(config, workdir, ["finetune"])
+    losses = {model: finetune.body_loss(config, workdir, Workdir(workdir).checkpoint(model)) for model in MODELS}
     if distributed.is_main_process():
         for stage, loss in losses.items():
             print(f"{stage:>9}: held-out function bodies {loss['val_loss']:.4f} nats/token, "
@@ -34,4 +33,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -10,7 +10,7 @@ interruption: finished stages are skipped and the interrupted one resumes. Acros
 the same command on every host with --multihost (see README, "Multi-host").
 """
 
-from absl import app, flags
+from absl import flags
 
 from codex_jax import cli
 
@@ -23,7 +23,8 @@ _STAGES = flags.DEFINE_string("stages", "all", "'all' or a comma-separated subse
 
 def main(argv: list[str]) -> None:
     del argv
-    from codex_jax import distributed, pipeline
+    from codex_jax import pipeline
+    from codex_jax.training import distributed
 
     stages = pipeline.parse_stages(_STAGES.value)
     cli.start(_MULTIHOST.value)
@@ -33,4 +34,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -8,9 +8,11 @@ present, encoded with the current tokenizer.model) is kept unless --rebuild is g
 
 import os
 
-from absl import app, flags
+from absl import flags
 
-from codex_jax import cli, data
+from codex_jax import cli, pipeline
+from codex_jax.data import token_files
+from codex_jax.workdir import Workdir
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = cli.define_workdir_flag()
@@ -19,11 +21,14 @@ _REBUILD = flags.DEFINE_bool("rebuild", False, "Encode again even when complete 
 
 def main(argv: list[str]) -> None:
     del argv
+    cli.log_progress()
     if _REBUILD.value:
-        data.prepare_data(_CONFIG.value, _WORKDIR.value)
-    data_dir = data.ensure_data(_CONFIG.value, _WORKDIR.value)
-    meta = data.load_meta(data_dir)
-    for split in data.SPLITS:
+        pipeline.run(_CONFIG.value, _WORKDIR.value, ["tokenizer"])
+        token_files.prepare_data(_CONFIG.value, _WORKDIR.value)
+    pipeline.run(_CONFIG.value, _WORKDIR.value, ["data"])
+    data_dir = Workdir(_WORKDIR.value).data
+    meta = token_files.load_meta(data_dir)
+    for split in token_files.SPLITS:
         counts = meta[split]
         print(f"data: {os.path.join(data_dir, split + '.bin')}: {counts['n_documents']} documents, "
               f"{counts['n_tokens']:,} tokens ({meta['dtype']}), "
@@ -31,4 +36,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -4,9 +4,10 @@ against their own tests (in process and in the sandbox), determinism, and the re
 import json
 
 import pytest
+from codex_jax.evaluation import chained
 
-from codex_jax import evaluation, problems as problems_lib
-from codex_jax.tasks import chained
+from codex_jax.evaluation import correctness
+from codex_jax.evaluation import problems as problems_lib
 
 # (input, expected) worked out by hand from each block's docstring clause.
 HAND_WORKED = {
@@ -96,7 +97,7 @@ def test_reference_solutions_pass_in_the_sandbox(tmp_path):
     with open(sample_file, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(s) + "\n" for s in samples)
 
-    metrics = evaluation.evaluate_functional_correctness(sample_file, k=(1,), n_workers=2,
+    metrics = correctness.evaluate_functional_correctness(sample_file, k=(1,), n_workers=2,
                                                          problem_file=problem_file)
 
     assert metrics == {"pass@1": 0.5}

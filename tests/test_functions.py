@@ -1,6 +1,6 @@
 import textwrap
 
-from codex_jax import functions
+from codex_jax.data import sft_pairs
 
 SOURCE = textwrap.dedent('''\
     import os
@@ -66,7 +66,7 @@ SOURCE = textwrap.dedent('''\
 
 
 def test_extract_standalone_function_with_used_imports_only():
-    problems, dropped = functions.extract_functions("pkg/m.py", SOURCE)
+    problems, dropped = sft_pairs.extract_functions("pkg/m.py", SOURCE)
     by_name = {p["entry_point"]: p for p in problems}
     assert set(by_name) == {"standalone", "with_doctest"}
     p = by_name["standalone"]
@@ -81,7 +81,7 @@ def test_extract_standalone_function_with_used_imports_only():
 
 
 def test_prompt_plus_completion_runs_alone():
-    problems, _ = functions.extract_functions("m.py", SOURCE)
+    problems, _ = sft_pairs.extract_functions("m.py", SOURCE)
     p = next(p for p in problems if p["entry_point"] == "standalone")
     namespace = {}
     exec(p["prompt"] + p["completion"], namespace)
@@ -89,7 +89,7 @@ def test_prompt_plus_completion_runs_alone():
 
 
 def test_doctest_check_passes_right_body_and_fails_wrong_one():
-    problems, _ = functions.extract_functions("m.py", SOURCE)
+    problems, _ = sft_pairs.extract_functions("m.py", SOURCE)
     p = next(p for p in problems if p["entry_point"] == "with_doctest")
     assert p["has_doctest"]
     for completion, passes in ((p["completion"], True), ("    return 3 * n\n", False),
@@ -107,12 +107,12 @@ def test_doctest_check_passes_right_body_and_fails_wrong_one():
 def test_limits_drop_long_functions():
     body = "".join(f"    x{i} = {i}\n" for i in range(50))
     source = f'def f():\n    """A function with a long body."""\n{body}    return x0\n'
-    problems, dropped = functions.extract_functions("m.py", source)
+    problems, dropped = sft_pairs.extract_functions("m.py", source)
     assert not problems and dropped == {"long_body": 1}
-    problems, _ = functions.extract_functions("m.py", source, functions.Limits(max_body_lines=60, max_chars=10_000))
+    problems, _ = sft_pairs.extract_functions("m.py", source, sft_pairs.Limits(max_body_lines=60, max_chars=10_000))
     assert len(problems) == 1
 
 
 def test_unparsable_file_is_counted_not_raised():
-    problems, dropped = functions.extract_functions("m.py", "def broken(:\n")
+    problems, dropped = sft_pairs.extract_functions("m.py", "def broken(:\n")
     assert not problems and dropped == {"unparsable_file": 1}

@@ -7,12 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 import tokenizers
 import torch
 import transformers
 
-from codex_jax import completions, hf, jsonl, model, sampling, stopping
+from codex_jax import jsonl
+from codex_jax.model import hf, transformer
+from codex_jax.sampling import decoding, samples, stopping
 from configs import tiny
 
 VOCAB, EOD = 320, 0  # the tokenizer: <|endoftext|>, 256 bytes and a few merges; the model pads
@@ -72,7 +73,7 @@ def imported(request, tmp_path_factory):
 def test_logits_equal_transformers(imported):
     hf_model, (config, params, _) = imported
     tokens = np.random.default_rng(0).integers(0, VOCAB, (3, 40))
-    ours = model.GPT(config).apply({"params": params}, jnp.asarray(tokens))
+    ours = transformer.GPT(config).apply({"params": params}, jnp.asarray(tokens))
     with torch.no_grad():
         theirs = hf_model(torch.tensor(tokens)).logits.numpy()
     np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4, rtol=0)
@@ -83,11 +84,11 @@ def test_greedy_generation_equals_transformers_generate(imported):
     hf_model, (config, params, _) = imported
     prompts = np.random.default_rng(1).integers(1, VOCAB, (3, 8)).astype(np.int32)
     table = stopping.StopTable.build((), [b""] * config.vocab_size)
-    decoder = sampling.GPTDecoder(config)
-    ours = sampling.generate(
+    decoder = decoding.GPTDecoder(config)
+    ours = decoding.generate(
         decoder, decoder.prepare(params), prompts, np.full(3, 8, np.int32), np.arange(3, dtype=np.int32),
         jax.random.key(0), table.next_state, table.matched, max_new_tokens=32,
-        sampling=sampling.SamplingConfig(temperature=0.0), eod_id=EOD).tokens
+        sampling=decoding.SamplingConfig(temperature=0.0), eod_id=EOD).tokens
     with torch.no_grad():
         theirs = hf_model.generate(torch.tensor(prompts), attention_mask=torch.ones(prompts.shape, dtype=torch.long),
                                    do_sample=False, max_new_tokens=32, pad_token_id=EOD)[:, 8:].numpy()
@@ -108,9 +109,9 @@ def test_pytorch_bin_checkpoints_load_like_safetensors(tmp_path):
 
 @pytest.mark.parametrize("tie_embeddings", [True, False])
 def test_export_to_gpt2_reimports_exactly_and_transformers_agrees(tmp_path, tie_embeddings):
-    config = model.GPTConfig(vocab_size=VOCAB, n_layers=2, d_model=32, n_heads=4, d_ff=48, max_len=64,
+    config = transformer.GPTConfig(vocab_size=VOCAB, n_layers=2, d_model=32, n_heads=4, d_ff=48, max_len=64,
                              tie_embeddings=tie_embeddings, layer_norm_epsilon=1e-4)
-    params = jax.jit(model.GPT(config).init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    params = jax.jit(transformer.GPT(config).init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
     params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape),
                           __import__("flax").linen.unbox(params))  # biases and norms not at their init
     hf.save_gpt2(config, params, tmp_path, eos_token_id=EOD)
@@ -121,12 +122,12 @@ def test_export_to_gpt2_reimports_exactly_and_transformers_agrees(tmp_path, tie_
     tokens = np.random.default_rng(2).integers(0, VOCAB, (2, 30))
     with torch.no_grad():
         theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()(torch.tensor(tokens)).logits
-    ours = model.GPT(config).apply({"params": params}, jnp.asarray(tokens))
+    ours = transformer.GPT(config).apply({"params": params}, jnp.asarray(tokens))
     np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4, rtol=0)
 
 
 def test_export_rejects_what_gpt2_cannot_express(tmp_path):
-    config = model.GPTConfig(vocab_size=VOCAB, n_layers=1, d_model=32, n_heads=4, d_ff=48, max_len=64,
+    config = transformer.GPTConfig(vocab_size=VOCAB, n_layers=1, d_model=32, n_heads=4, d_ff=48, max_len=64,
                              positional="rotary", parallel_residual=True)
     with pytest.raises(ValueError, match="positional.*parallel_residual"):
         hf.save_gpt2(config, {}, tmp_path)
@@ -154,7 +155,7 @@ def test_samples_of_an_imported_model_equal_transformers_generate(tmp_path):
     config = tiny.get_config()
     config.sample.update(n=1, temperature=0.0, max_new_tokens=12, stop=(), batch_size=2)
     config.eval.problem_file = str(tmp_path / "problems.jsonl")
-    path = completions.ensure_samples(config, tmp_path, hf_checkpoint=str(tmp_path / "hf"))
+    path = samples.ensure_samples(config, tmp_path, hf_checkpoint=str(tmp_path / "hf"))
     [completion] = jsonl.read_jsonl(path)
     _, _, tokenizer = hf.load(tmp_path / "hf")
     ids = [EOD] + tokenizer.encode(prompt)  # the sampler starts every prompt with end-of-document

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from codex_jax import model, sharding
+from codex_jax.model import transformer
+from codex_jax.training import sharding
 
 VOCAB = 64
 
@@ -25,10 +26,10 @@ VARIANTS = {
 
 
 @functools.lru_cache  # one init per variant for the whole module
-def _gpt(variant: str) -> tuple[model.GPT, dict]:
-    config = model.GPTConfig(vocab_size=VOCAB, n_layers=2, d_model=32, n_heads=4, d_ff=64, max_len=32,
+def _gpt(variant: str) -> tuple[transformer.GPT, dict]:
+    config = transformer.GPTConfig(vocab_size=VOCAB, n_layers=2, d_model=32, n_heads=4, d_ff=64, max_len=32,
                              **VARIANTS[variant])
-    gpt = model.GPT(config)
+    gpt = transformer.GPT(config)
     with jax.threefry_partitionable(False):  # as train.setup: XLA:CPU compiles it 5x faster
         params = nn.unbox(jax.jit(gpt.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"])
     return gpt, params
@@ -57,8 +58,8 @@ def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(va
     gpt, params = _gpt(variant)
     uncached_forward = functools.partial(jax.jit(gpt.apply), {"params": params})
     if out_first:
-        gpt = model.GPT(dataclasses.replace(gpt.config, out_first_kernels=True))
-        params = model.kernels_out_first(params)
+        gpt = transformer.GPT(dataclasses.replace(gpt.config, out_first_kernels=True))
+        params = transformer.kernels_out_first(params)
         expected_shapes = jax.eval_shape(gpt.init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
         assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, nn.unbox(expected_shapes))
     rng = np.random.RandomState(2)
@@ -70,7 +71,7 @@ def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(va
     cache_len = 16  # longer than used: unused slots must be ignored too
     kv_mask = np.stack([np.arange(cache_len) >= p for p in pads])
 
-    cache = model.init_cache(gpt.config, batch_size=3, cache_len=cache_len, dtype=jnp.float32)
+    cache = transformer.init_cache(gpt.config, batch_size=3, cache_len=cache_len, dtype=jnp.float32)
     logits, cache = jax.jit(gpt.apply)({"params": params}, jnp.asarray(tokens[:, :prefill]),
                               positions=jnp.asarray(positions[:, :prefill]), cache=cache, cache_index=0,
                               kv_mask=jnp.asarray(kv_mask))
@@ -93,19 +94,19 @@ def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(va
 def test_init_cache_holds_each_key_value_head_in_the_compute_dtype():
     from configs import tiny
 
-    config = model.GPTConfig.from_config(tiny.get_config().model, vocab_size=VOCAB)
-    cache = model.init_cache(config, batch_size=2, cache_len=5, dtype=jnp.bfloat16)
+    config = transformer.GPTConfig.from_config(tiny.get_config().model, vocab_size=VOCAB)
+    cache = transformer.init_cache(config, batch_size=2, cache_len=5, dtype=jnp.bfloat16)
     head_dim = config.d_model // config.n_heads
     assert len(cache) == config.n_layers and cache[0]["k"].dtype == jnp.bfloat16
     assert cache[0]["v"].shape == (2, config.n_heads, 5, head_dim)
     multi_query = dataclasses.replace(config, n_kv_heads=1)
-    assert model.init_cache(multi_query, batch_size=2, cache_len=5)[0]["k"].shape == (2, 1, 5, head_dim)
+    assert transformer.init_cache(multi_query, batch_size=2, cache_len=5)[0]["k"].shape == (2, 1, 5, head_dim)
 
 
 def test_parameters_are_float32_named_only_by_logical_axes_even_in_bfloat16():
-    config = model.GPTConfig(vocab_size=VOCAB, n_layers=1, d_model=16, n_heads=2, d_ff=32, max_len=8,
+    config = transformer.GPTConfig(vocab_size=VOCAB, n_layers=1, d_model=16, n_heads=2, d_ff=32, max_len=8,
                              tie_embeddings=False, dtype="bfloat16")
-    gpt = model.GPT(config)
+    gpt = transformer.GPT(config)
     variables = jax.eval_shape(gpt.init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
     specs = jax.tree.leaves(nn.get_partition_spec(variables), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
     names = {name for spec in specs for name in spec if name is not None}

@@ -16,14 +16,17 @@ import jax
 import numpy as np
 import pytest
 from jax.experimental import multihost_utils
-
-from codex_jax import checkpoint, completions, data, distributed, evaluation, jsonl, train
 from test_data import DOCUMENTS
 from test_train import tiny_config
 
+from codex_jax import jsonl, pipeline
+from codex_jax.evaluation import correctness
+from codex_jax.sampling import samples as samples_lib
+from codex_jax.training import checkpoint, distributed, trainer
+
 STEPS = 10
 PROCESSES = 2
-ARTIFACTS = ("corpus", "tokenizer.model", "data")  # what pretraining_data builds in a workdir
+ARTIFACTS = ("corpus", "tokenizer.model", "data")  # what the stages before pretraining build
 
 
 def multihost_config(root):
@@ -42,12 +45,11 @@ def _train_child(workdir: str) -> None:
     """Builds the data (process 0) and trains; then restores the params as sampling will."""
     config = multihost_config(os.path.dirname(workdir))
     config.train.peak_flops = 0.0  # measured on a device of this process (devices()[0] is not)
-    state = train.train_and_evaluate(config, workdir)
+    pipeline.run(config, workdir, ["data"])  # process 0 builds, the other waits
+    state = trainer.train_and_evaluate(config, workdir)
     # Sampling: each process restores the params onto its own devices alone.
-    config.mesh.data = -1
-    vocab_size = data.load_meta(os.path.join(workdir, "data"))["vocab_size"]
-    local = train.setup(config, vocab_size, devices=jax.local_devices())
-    params = checkpoint.restore_params(os.path.join(workdir, "ckpt", "pretrain"), local.abstract_state.params)
+    params = checkpoint.load_model(os.path.join(workdir, "ckpt", "pretrain"), mesh_config=config.mesh,
+                                   this_process_only=True).params
     trained = multihost_utils.process_allgather(state.params, tiled=True)
     for restored, expected in zip(jax.tree.leaves(params), jax.tree.leaves(trained)):
         assert restored.is_fully_addressable
@@ -55,7 +57,7 @@ def _train_child(workdir: str) -> None:
 
 
 def _evaluate_child(workdir: str) -> None:
-    pass_at_k = distributed.evaluate_functional_correctness(
+    pass_at_k = correctness.evaluate_shared(
         os.path.join(workdir, "samples.jsonl"), k=(1, 2), n_workers=1,
         problem_file=os.path.join(workdir, "problems.jsonl"))
     jsonl.write_json_atomically(os.path.join(workdir, f"pass_at_k.{jax.process_index()}.json"), pass_at_k)
@@ -74,9 +76,9 @@ def _sample_child(workdir: str) -> None:
     """Samples PROBLEMS from the checkpoint the 2-process training wrote, then executes them."""
     root = os.path.dirname(os.path.dirname(workdir))
     config = sampling_config(root)
-    path = completions.ensure_samples(config, workdir, checkpoint_dir=os.path.join(root, "two", "ckpt", "pretrain"),
+    path = samples_lib.ensure_samples(config, workdir, checkpoint_dir=os.path.join(root, "two", "ckpt", "pretrain"),
                                       path=os.path.join(workdir, "samples.jsonl"))
-    metrics = evaluation.evaluate_with_config(config, path)
+    metrics = correctness.evaluate_with_config(config, path)
     jsonl.write_json_atomically(os.path.join(workdir, f"pass_at_k.{jax.process_index()}.json"), metrics)
 
 
@@ -148,7 +150,7 @@ def one_process_records(root, two_process_workdir) -> dict[int, dict]:
     workdir = root / "one"
     workdir.mkdir()
     copy_artifacts(two_process_workdir, workdir)
-    train.train_and_evaluate(multihost_config(root), workdir)
+    pipeline.run(multihost_config(root), workdir, ["pretrain"])
     return metrics_records(workdir)
 
 
@@ -174,7 +176,7 @@ def test_checkpoint_of_two_processes_resumes_in_one(root, one_process_records, t
     workdir.mkdir()
     copy_artifacts(two_process_workdir, workdir)
     shutil.copytree(saved, workdir / "ckpt" / "pretrain", ignore=shutil.ignore_patterns("10"))
-    train.train_and_evaluate(multihost_config(root), workdir)
+    pipeline.run(multihost_config(root), workdir, ["pretrain"])
     assert_same_run(metrics_records(workdir), one_process_records, list(range(6, STEPS + 1)))
 
 
@@ -191,7 +193,7 @@ def test_two_processes_evaluate_into_the_one_process_results_file(tmp_path):
         (tmp_path / name).mkdir()
         jsonl.write_jsonl(tmp_path / name / "problems.jsonl", PROBLEMS)
         jsonl.write_jsonl(tmp_path / name / "samples.jsonl", samples)
-    one = evaluation.evaluate_functional_correctness(
+    one = correctness.evaluate_functional_correctness(
         str(tmp_path / "one" / "samples.jsonl"), k=(1, 2), n_workers=1,
         problem_file=str(tmp_path / "one" / "problems.jsonl"))
     assert one["pass@1"] == pytest.approx(np.mean([1 / (i + 1) for i in range(5)]))

@@ -13,7 +13,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from codex_jax import evaluation, jsonl, pipeline
+from codex_jax import jsonl, pipeline
+from codex_jax.evaluation import correctness
+from codex_jax.workdir import MODELS, Workdir, results_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "colab", "codex_jax.ipynb")
@@ -71,17 +73,17 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
     assert "## Pass@k: pretrained vs fine-tuned (Codex-S)" in shown and "toy/0" in shown
     with open(workdir / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
-    for model in pipeline.MODELS:  # pass@k as recomputed here from the executor's verdicts
-        rows = list(jsonl.read_jsonl(pipeline.samples_path(str(workdir), model) + "_results.jsonl"))
+    for model in MODELS:  # pass@k as recomputed here from the executor's verdicts
+        rows = list(jsonl.read_jsonl(results_path(Workdir(workdir).samples(model))))
         assert sorted(r["task_id"] for r in rows) == ["toy/0"] * N + ["toy/1"] * N
         correct = [sum(r["passed"] for r in rows if r["task_id"] == t) for t in ("toy/0", "toy/1")]
         for k in (1, 2):
-            expected = evaluation.estimate_pass_at_k([N, N], correct, k).mean()
+            expected = correctness.estimate_pass_at_k([N, N], correct, k).mean()
             assert metrics["evaluation"][model]["pass_at_k"][f"pass@{k}"] == pytest.approx(expected)
     # Fine-tuning on function bodies lowers the held-out loss on function bodies.
     assert metrics["body_loss"]["finetune"]["val_loss"] < metrics["body_loss"]["pretrain"]["val_loss"]
     assert metrics["training"]["pretrain"]["step"] == 8 and metrics["training"]["finetune"]["step"] == 8
-    assert set(metrics["timings"]) >= set(pipeline.STAGES) - {"report"}
+    assert set(metrics["timings"]) >= set(pipeline.NAMES) - {"report"}
     for name in os.listdir(workdir / "plots"):
         assert (workdir / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -90,9 +92,9 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
 
     config = tiny.get_config()
     config.update_from_flattened_dict(overrides)
-    watched = [pipeline.samples_path(str(workdir), m) for m in pipeline.MODELS] + [
+    watched = [Workdir(workdir).samples(m) for m in MODELS] + [
         str(workdir / "corpus" / "stats.json"), str(workdir / "tokenizer.model"), str(workdir / "data" / "meta.json"),
         str(workdir / "sft" / "stats.json"), str(workdir / "metrics.jsonl"), str(workdir / "finetune_metrics.jsonl")]
     before = {path: os.stat(path).st_mtime_ns for path in watched}
-    pipeline.run(config, workdir, [stage for stage in pipeline.STAGES if stage != "report"])
+    pipeline.run(config, workdir, [stage for stage in pipeline.NAMES if stage != "report"])
     assert {path: os.stat(path).st_mtime_ns for path in watched} == before

@@ -1,20 +1,47 @@
-"""The pipeline's own logic: stage selection and resumable sampling (no model needed)."""
+"""The pipeline's own logic: the stage table, stage selection and resumable sampling (no model needed)."""
 
 import json
 
 import pytest
 
-from codex_jax import completions, jsonl, pipeline
+from codex_jax import jsonl, pipeline, workdir
+from codex_jax.sampling import completions, samples
 from configs import tiny
 
 
 def test_parse_stages_keeps_pipeline_order_and_rejects_unknown_names():
-    assert pipeline.parse_stages("all") == pipeline.STAGES
+    assert pipeline.parse_stages("all") == pipeline.NAMES
     assert pipeline.parse_stages("report, sample") == ("sample", "report")
     with pytest.raises(ValueError, match=r"--stages: unknown stage\(s\) \['sampel'\]"):
         pipeline.parse_stages("sampel,report")
     with pytest.raises(ValueError, match="--stages"):
         pipeline.parse_stages("")
+
+
+def test_a_stage_runs_after_everything_it_needs_and_only_that():
+    assert pipeline.with_needs(["tokenizer"]) == ("corpus", "tokenizer")
+    assert pipeline.with_needs(["functions"]) == ("corpus", "functions")
+    assert pipeline.with_needs(["finetune"]) == ("corpus", "tokenizer", "data", "pretrain", "functions", "finetune")
+    assert pipeline.with_needs(["report"]) == pipeline.NAMES
+    for index, stage in enumerate(pipeline.STAGES):  # the table lists every stage after its needs
+        assert all(pipeline.NAMES.index(need) < index for need in stage.needs), stage.name
+
+
+def test_run_builds_the_stages_needs_first_and_skips_the_rest(tmp_path, monkeypatch):
+    built = []
+    table = tuple(pipeline.Stage(s.name, s.needs, s.writes, lambda config, w, name=s.name: built.append(name),
+                                 s.main_process_only) for s in pipeline.STAGES)
+    monkeypatch.setattr(pipeline, "BY_NAME", {s.name: s for s in table})
+    pipeline.run(tiny.get_config(), tmp_path, ["data"])
+    assert built == ["corpus", "tokenizer", "data"]
+    assert set(jsonl.read_json(workdir.Workdir(tmp_path).timings)) == {"corpus", "tokenizer", "data"}
+
+
+def test_a_stage_run_alone_names_the_missing_artifact_and_the_stage_that_makes_it(tmp_path):
+    from codex_jax.data import token_files
+
+    with pytest.raises(FileNotFoundError, match=r"tokenizer.model: not found; the 'tokenizer' stage makes it"):
+        token_files.ensure_data(tiny.get_config(), tmp_path)
 
 
 class Interrupted(Exception):
@@ -43,15 +70,15 @@ def sampling_setup(tmp_path, monkeypatch):
     config = tiny.get_config()
     config.eval.problem_file = str(problem_file)
     config.sample.n, config.sample.batch_size = 2, 2  # 1 prompt per batch, 4 batches per chunk
-    monkeypatch.setattr(completions.checkpoint, "latest_step", lambda directory: 7)
+    monkeypatch.setattr(samples.checkpoint, "latest_step", lambda directory: 7)
     return config, tmp_path
 
 
 def run_sampling(config, workdir, monkeypatch, fail_on=None):
     calls = []
     monkeypatch.setattr(completions, "load_sampler", lambda *args, **kwargs: FakeSampler(calls, fail_on))
-    path = completions.ensure_samples(config, workdir, checkpoint_dir=str(workdir / "ckpt"),
-                                      path=str(workdir / "samples" / "m.jsonl"))
+    path = samples.ensure_samples(config, workdir, checkpoint_dir=str(workdir / "ckpt"),
+                                  path=str(workdir / "samples" / "m.jsonl"))
     return path, calls
 
 
@@ -78,7 +105,7 @@ def test_killed_sampling_resumes_after_its_last_chunk_and_matches_an_uninterrupt
 
     _, calls = run_sampling(config, tmp_path / "b", monkeypatch)  # complete: nothing to do
     assert calls == []
-    with open(completions.meta_path(resumed), encoding="utf-8") as f:
+    with open(workdir.samples_meta_path(resumed), encoding="utf-8") as f:
         meta = json.load(f)
     assert meta["complete"] and meta["samples"] == 20 and meta["step"] == 7
 
@@ -93,4 +120,4 @@ def test_changed_settings_start_sampling_over(sampling_setup, monkeypatch):
 
 def test_samples_path_must_be_jsonl():
     with pytest.raises(ValueError, match="ending in .jsonl"):
-        completions.meta_path("samples.json")
+        workdir.samples_meta_path("samples.json")

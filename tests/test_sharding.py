@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-
-from codex_jax import sharding, train
 from test_train import VOCAB, reference_run, synthetic_data, tiny_config
+
+from codex_jax.training import sharding, trainer
 
 
 def test_minus_one_fills_the_remaining_devices_and_bad_shapes_are_refused():
@@ -24,7 +24,7 @@ def test_minus_one_fills_the_remaining_devices_and_bad_shapes_are_refused():
 def test_rules_put_parameters_and_batches_on_the_intended_mesh_axes():
     config = tiny_config()
     config.mesh.update(data=2, fsdp=2, model=2)
-    run = train.setup(config, VOCAB)
+    run = trainer.setup(config, VOCAB)
     assert run.mesh.axis_types == (jax.sharding.AxisType.Auto,) * 3
     params = run.state_shardings.params
     assert params["block_0"]["mlp"]["fc"]["kernel"].spec == P("fsdp", "model")
@@ -39,7 +39,7 @@ def test_rules_put_parameters_and_batches_on_the_intended_mesh_axes():
 
 
 def _losses(config, devices, steps: int = 20) -> np.ndarray:
-    run = train.setup(config, VOCAB, devices)
+    run = trainer.setup(config, VOCAB, devices)
     data = synthetic_data()
     state, losses = run.init(), []
     for step in range(steps):

@@ -3,9 +3,11 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from codex_jax import jsonl, tokenizer as tokenizer_lib
+from codex_jax import jsonl, pipeline
+from codex_jax.data import tokenizer as tokenizer_lib
 
 WORDS = ("def", "return", "self", "value", "items", "for", "in", "if", "else", "None", "import",
          "class", "print", "range", "len", "x", "y", "_private", "données", "名前")
@@ -173,14 +175,14 @@ def test_sample_documents_is_deterministic_within_budget_and_order_free(tmp_path
     assert set(sample_a) < set(documents)
 
 
-def test_ensure_tokenizer_builds_the_corpus_trains_once_then_reuses(tmp_path, folder_source, documents):
+def test_the_tokenizer_stage_builds_the_corpus_trains_once_then_reuses(tmp_path, folder_source, documents):
     config = folder_source(tmp_path / "src", {f"pkg/m{i:03d}.py": d for i, d in enumerate(documents)})
     config.tokenizer.vocab_size = 400
     workdir = tmp_path / "work"
-    path = tokenizer_lib.ensure_tokenizer(config, workdir)
-    assert path == os.path.join(workdir, "tokenizer.model")
+    pipeline.run(config, workdir, ["tokenizer"])
+    path = os.path.join(workdir, "tokenizer.model")
     assert tokenizer_lib.load_tokenizer(path).vocab_size == 400
-    assert sorted(os.listdir(workdir)) == ["corpus", "tokenizer.model"]  # the corpus stage ran; no temp file
+    assert sorted(os.listdir(workdir)) == ["corpus", "timings.json", "tokenizer.model"]  # no temp file
     mtimes = [os.stat(p).st_mtime_ns for p in (path, workdir / "corpus" / "stats.json")]
-    assert tokenizer_lib.ensure_tokenizer(config, workdir) == path
+    pipeline.run(config, workdir, ["tokenizer"])
     assert [os.stat(p).st_mtime_ns for p in (path, workdir / "corpus" / "stats.json")] == mtimes

@@ -15,12 +15,11 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-from codex_jax import checkpoint, train
+from codex_jax.training import checkpoint, trainer
 
 VOCAB = 64
 SEQ_LEN = 16
@@ -40,7 +39,7 @@ def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
     return config
 
 
-def synthetic_data(batch_size: int = 8, seconds_per_batch: float = 0.0) -> train.DataSource:
+def synthetic_data(batch_size: int = 8, seconds_per_batch: float = 0.0) -> trainer.DataSource:
     """Batches of windows of one fixed token stream, a pure function of the step. The stream is
     learnable: each token is (5 * previous + 3) mod VOCAB, except 20% drawn at random."""
     rng = np.random.RandomState(0)
@@ -53,7 +52,7 @@ def synthetic_data(batch_size: int = 8, seconds_per_batch: float = 0.0) -> train
         starts = np.random.RandomState(index).randint(0, len(stream) - SEQ_LEN - 1, batch_size)
         return {"tokens": np.stack([stream[s:s + SEQ_LEN + 1] for s in starts])}
 
-    return train.DataSource(vocab_size=VOCAB, train_batch=batch, eval_batch=lambda i: batch(1_000_000 + i),
+    return trainer.DataSource(vocab_size=VOCAB, train_batch=batch, eval_batch=lambda i: batch(1_000_000 + i),
                             token_byte_lengths=np.full(VOCAB, BYTES_PER_TOKEN))
 
 
@@ -65,7 +64,7 @@ def _losses(metrics_path) -> dict[int, float]:
 def test_overfitting_one_batch_drives_the_loss_near_zero():
     config = tiny_config(lr=1e-2, warmup_steps=10, steps=100, weight_decay=0.0)
     config.mesh.data = 1
-    run = train.setup(config, VOCAB, devices=jax.devices()[:1])
+    run = trainer.setup(config, VOCAB, devices=jax.devices()[:1])
     batch = run.shard_batch(synthetic_data(batch_size=4).train_batch(0))
     state = run.init()
     for _ in range(config.train.steps):
@@ -76,7 +75,7 @@ def test_overfitting_one_batch_drives_the_loss_near_zero():
 def test_loss_mask_scores_only_the_marked_targets():
     config = tiny_config()
     config.mesh.data = 1
-    run = train.setup(config, VOCAB, devices=jax.devices()[:1])
+    run = trainer.setup(config, VOCAB, devices=jax.devices()[:1])
     params = run.init().params
     tokens = synthetic_data().train_batch(0)["tokens"]
     loss_mask = np.random.RandomState(3).rand(8, SEQ_LEN) < 0.3
@@ -90,7 +89,7 @@ def test_loss_mask_scores_only_the_marked_targets():
 
 def test_checkpoint_round_trip_into_another_mesh_ignores_half_written_steps(tmp_path):
     config = tiny_config()
-    saved_run = train.setup(config, VOCAB)  # data=8
+    saved_run = trainer.setup(config, VOCAB)  # data=8
     state = saved_run.init()
     checkpointer = checkpoint.Checkpointer(tmp_path / "ckpt", every_steps=5, keep=2, config=config)
     for step in (5, 10, 15):
@@ -102,7 +101,7 @@ def test_checkpoint_round_trip_into_another_mesh_ignores_half_written_steps(tmp_
     assert restoring.all_steps() == [10, 15] and restoring.latest_step() == 15
 
     config.mesh.update(data=2, fsdp=2, model=2)
-    other = train.setup(config, VOCAB).abstract_state
+    other = trainer.setup(config, VOCAB).abstract_state
     step, params, opt_state = restoring.restore(other.params, other.opt_state)
     assert step == 15
     for saved, restored, target in zip(jax.tree.leaves((state.params, state.opt_state)),
@@ -121,7 +120,7 @@ def reference_run() -> list[dict]:
     config = tiny_config()
     config.mesh.data = 1
     with tempfile.TemporaryDirectory() as workdir:
-        train.train_and_evaluate(config, workdir, data=synthetic_data(), devices=jax.devices()[:1])
+        trainer.train_and_evaluate(config, workdir, data=synthetic_data(), devices=jax.devices()[:1])
         with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
             return [json.loads(line) for line in f]
 
@@ -130,11 +129,11 @@ _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_train import synthetic_data, tiny_config
-from codex_jax import train
+from codex_jax.training import trainer
 config = tiny_config()
 config.mesh.data = 1
 config.train.eval_batches = 0  # validation never changes the training losses
-train.train_and_evaluate(config, {workdir!r}, data=synthetic_data(seconds_per_batch={pause}))
+trainer.train_and_evaluate(config, {workdir!r}, data=synthetic_data(seconds_per_batch={pause}))
 """
 
 
@@ -199,5 +198,5 @@ def test_bad_config_values_fail_before_anything_is_built(tmp_path, section, fiel
     config = tiny_config()
     config[section][field] = value
     with pytest.raises(ValueError, match=f"{section}.{field}" if section != "mesh" else "config.mesh"):
-        train.train_and_evaluate(config, tmp_path)  # no data given: validation must come first
+        trainer.train_and_evaluate(config, tmp_path)  # no data given: validation must come first
     assert not os.listdir(tmp_path)

@@ -1,11 +1,11 @@
 """The executor worker: runs one sample at a time in a forked child and reports its verdict.
 
-Started by `codex_jax.sandbox` (after it applied the per-worker layers and exec'd this
-interpreter) and driven by `codex_jax.execution.ExecutorPool` over stdin/stdout, one frame
+Started by `codex_jax.sandbox.isolation` (after it applied the per-worker layers and exec'd this
+interpreter) and driven by `codex_jax.sandbox.executor.ExecutorPool` over stdin/stdout, one frame
 per job and per result (see `main`). Modules samples commonly use are imported once here, so
 a sample costs a fork, not an interpreter start. This module never
 imports ctypes: the process that runs samples must not hold a tool for reading its own memory
-(see the threat model in `codex_jax.execution`).
+(see the threat model in `codex_jax.sandbox.executor`).
 
 Once, before its first fork, the worker scrubs its environment and installs the audit hook
 that blocks frame, gc and ctypes introspection: every sample inherits both. Per job the worker:
@@ -142,7 +142,7 @@ def run_program(job: dict[str, Any], verdict: mmap.mmap, nonce: bytes, exit_now:
         puts run_sample's return value in `verdicts`. A frame of that thread (the audit hook
         refuses the usual ways to get one, but e.g. gc.garbage under DEBUG_SAVEALL hands them
         out) leads to run_sample's locals at most, and writing those changes nothing (up to
-        Python 3.12: from 3.13 f_locals writes through, see `codex_jax.execution`).
+        Python 3.12: from 3.13 f_locals writes through, see `codex_jax.sandbox.executor`).
     The outcome is written before the nonce, so a child killed in between leaves no verdict.
     """
     seek, write, bytes_type, type_of = verdict.seek, verdict.write, bytes, type
@@ -440,10 +440,10 @@ class Worker:
 
 
 def main() -> None:
-    """Worker entry point; argv from `codex_jax.sandbox.main`: scratch folder, sample uid,
+    """Worker entry point; argv from `codex_jax.sandbox.isolation.main`: scratch folder, sample uid,
     "pid1" or "", the applied layers (comma-separated) and the refused ones (one per line).
 
-    Talks to `codex_jax.execution.ExecutorPool` in frames (`FRAME_HEADER_BYTES` of length,
+    Talks to `codex_jax.sandbox.executor.ExecutorPool` in frames (`FRAME_HEADER_BYTES` of length,
     then the bytes): first a ready frame (layers, "ctypes" if ctypes is loaded, then each
     refused layer, one per line), then one result text (UTF-8) per job frame (a marshalled
     dict: program, test, test_code, entry_point, timeout, memory_bytes). Neither side imports json: it

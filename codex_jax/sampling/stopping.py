@@ -10,7 +10,7 @@ the sampler emits token ids. Two pieces keep the two worlds consistent:
   Aho-Corasick), tabulated per token: `next_state[state, token]` is where the automaton lands
   after reading the token's bytes from `state`. A row is finished once it reaches `matched`.
 
-Exactness: the tokenizer decodes ids by concatenating each id's bytes (`codex_jax.tokenizer`),
+Exactness: the tokenizer decodes ids by concatenating each id's bytes (`codex_jax.data.tokenizer`),
 so a row reaches `matched` exactly when its completion's bytes contain a stop sequence's bytes,
 which (UTF-8 being self-synchronising, and a stop sequence starting on a character) is exactly
 when the decoded text contains it. A row therefore stops on the token that completes the first

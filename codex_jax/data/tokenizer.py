@@ -36,7 +36,8 @@ import sentencepiece as spm
 from absl import logging
 
 from codex_jax import jsonl
-from codex_jax import parallel
+from codex_jax.data import parallel_map
+from codex_jax.workdir import Workdir, require
 
 SPACE_MARKER = "\u2581"  # sentencepiece's symbol for a space inside pieces
 PAD_ID, UNK_ID, EOD_ID = 0, 1, 2
@@ -174,26 +175,21 @@ def train_from_documents(documents: list[str], vocab_size: int, num_threads: int
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(delimited), model_writer=model, vocab_size=vocab_size,
         max_sentence_length=max(len(d.encode("utf-8")) for d in delimited) + 1,
-        num_threads=num_threads or parallel.available_cores(), **TRAINER_OPTIONS)
+        num_threads=num_threads or parallel_map.available_cores(), **TRAINER_OPTIONS)
     return Tokenizer(model.getvalue())
 
 
 def write_model(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
     """Writes the model file atomically (temp file + rename), so a present file is complete."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temp_path = f"{path}.tmp.{os.getpid()}"
-    with open(temp_path, "wb") as f:
+    with jsonl.atomic_path(path) as temporary, open(temporary, "wb") as f:
         f.write(tokenizer.model_proto)
-    os.replace(temp_path, path)
 
 
 def train_tokenizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
-    """Trains on the corpus's train split (building the corpus if needed); returns the model path."""
-    from codex_jax import corpus  # the corpus stage loads only when a tokenizer must be trained
-
-    corpus_dir = corpus.ensure_corpus(config, workdir)
-    path = os.path.join(os.fspath(workdir), MODEL_FILENAME)
+    """Trains on the corpus's train split (the corpus stage's); returns the model path."""
+    paths = Workdir(workdir)
+    corpus_dir = require(os.path.join(paths.corpus, "stats.json"), "corpus") and paths.corpus
+    path = paths.tokenizer
     start = time.perf_counter()
     documents = sample_documents(os.path.join(corpus_dir, "train.jsonl.gz"), config.tokenizer.max_train_bytes)
     n_bytes = sum(len(d.encode("utf-8")) for d in documents)
@@ -207,7 +203,7 @@ def train_tokenizer(config: ml_collections.ConfigDict, workdir: str | os.PathLik
 
 def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
     """`<workdir>/tokenizer.model`, trained first when it is missing."""
-    path = os.path.join(os.fspath(workdir), MODEL_FILENAME)
+    path = Workdir(workdir).tokenizer
     if os.path.exists(path):
         return path
     return train_tokenizer(config, workdir)

@@ -27,7 +27,6 @@ each time with other random test inputs. Problem (k, index) depends only on (see
 never on the other lengths or the number of problems asked for.
 """
 
-import collections
 import dataclasses
 import functools
 import os
@@ -38,11 +37,14 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from codex_jax import evaluation, jsonl, problems as problems_lib
+from codex_jax import jsonl
+from codex_jax.evaluation import correctness
+from codex_jax.evaluation import pass_at_k as pass_at_k_lib
+from codex_jax.evaluation import problems as problems_lib
+from codex_jax.workdir import Workdir, results_path
 
 ENTRY_POINT = "process"
 PLOT_FILENAME = "pass_by_length.png"
-FOLDER = "chained"  # inside the workdir: problems, samples, results, chained.md and the plot
 MAX_ATTEMPTS = 10_000  # random chains tried per problem before giving up
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "apple", "seven", "eleven",
          "queue", "sky", "rhythm", "zebra", "echo", "open", "idea", "under", "every", "needle", "art")
@@ -171,19 +173,13 @@ def pass_by_length(results_file: str | os.PathLike, problems: dict[str, dict[str
     Returns one row per chain length, ascending: {chain_length, problems, samples, "pass@k"...};
     a k is reported only when every problem of that length has >= k samples.
     """
-    total: dict[str, int] = collections.Counter()
-    correct: dict[str, int] = collections.Counter()
-    for row in jsonl.read_jsonl(results_file):
-        total[row["task_id"]] += 1
-        correct[row["task_id"]] += bool(row["passed"])
+    counts = pass_at_k_lib.count_by_problem(jsonl.read_jsonl(results_file))
     rows = []
-    for length in sorted({problems[task]["chain_length"] for task in total}):
-        tasks = [task for task in total if problems[task]["chain_length"] == length]
-        n = np.array([total[task] for task in tasks])
-        c = [correct[task] for task in tasks]
-        rows.append({"chain_length": length, "problems": len(tasks), "samples": int(n.sum()),
-                     **{f"pass@{kk}": float(evaluation.estimate_pass_at_k(n, c, kk).mean())
-                        for kk in k if (n >= kk).all()}})
+    for length in sorted({problems[task]["chain_length"] for task in counts}):
+        of_length = {task: c for task, c in counts.items() if problems[task]["chain_length"] == length}
+        rows.append({"chain_length": length, "problems": len(of_length),
+                     "samples": sum(samples for samples, _ in of_length.values()),
+                     **pass_at_k_lib.pass_at_k(of_length, k)})
     return rows
 
 
@@ -267,17 +263,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, chain_len
     resume after an interruption.
     """
     workdir = os.fspath(workdir)
-    folder = os.path.join(workdir, FOLDER)
+    folder = Workdir(workdir).chained
     os.makedirs(folder, exist_ok=True)
     problem_file = write_problems(os.path.join(folder, "problems.jsonl"), chain_lengths, per_length, seed)
     problems = problems_lib.read_problems(problem_file)
     config = ml_collections.ConfigDict(config.to_dict())
     config.eval.problem_file, config.sample.limit, config.eval.ignore_incomplete = problem_file, 0, False
-    from codex_jax import completions  # the model stack loads only to sample
+    from codex_jax.sampling import samples  # the model stack loads only to sample
 
-    sample_file = completions.ensure_samples(config, workdir, path=os.path.join(folder, "samples.jsonl"))
-    evaluation.evaluate_with_config(config, sample_file)
-    results = pass_by_length(sample_file + "_results.jsonl", problems, tuple(config.eval.k))
+    sample_file = samples.ensure_samples(config, workdir, path=os.path.join(folder, "samples.jsonl"))
+    correctness.evaluate_with_config(config, sample_file)
+    results = pass_by_length(results_path(sample_file), problems, tuple(config.eval.k))
     jsonl.write_json_atomically(os.path.join(folder, "results.json"), results)
     plot_pass_by_length(results, os.path.join(folder, PLOT_FILENAME))
     jsonl.write_text_atomically(os.path.join(folder, "chained.md"), report_section(results) + "\n")

@@ -32,6 +32,7 @@ import tqdm
 from absl import logging
 
 from codex_jax import jsonl
+from codex_jax.workdir import Workdir, require
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -205,12 +206,14 @@ def _extract_record(record: dict[str, Any], limits: Limits) -> tuple[list[dict[s
 
 def verify_doctests(problems: list[dict[str, Any]], timeout: float, n_workers: int = 0) -> list[bool]:
     """Runs each problem's doctest `check` on its own completion in the sandboxed executor."""
-    from codex_jax import execution  # starts no JAX; workers only when there is something to run
+    from codex_jax.sandbox import (
+        executor,  # starts no JAX; workers only when there is something to run
+    )
 
-    jobs = [execution.Job(i, p, p["completion"], timeout) for i, p in enumerate(problems) if p["test"]]
+    jobs = [executor.Job(i, p, p["completion"], timeout) for i, p in enumerate(problems) if p["test"]]
     verified = [False] * len(problems)
     if jobs:
-        with execution.ExecutorPool(n_workers=n_workers) as pool:
+        with executor.ExecutorPool(n_workers=n_workers) as pool:
             for job, result in tqdm.tqdm(pool.run(jobs), total=len(jobs), desc="doctests", unit="fn"):
                 verified[job.key] = result["passed"]
     return verified
@@ -221,23 +224,24 @@ def build_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLik
 
     Writes W/sft/{train,val}.jsonl and, last, W/sft/stats.json; returns the stats.
     """
-    from codex_jax import corpus, dedup, parallel, problems as problems_lib  # corpus builds when missing
+    from codex_jax.data import dedup, parallel_map
+    from codex_jax.evaluation import problems as problems_lib
 
     start = time.perf_counter()
-    workdir = os.fspath(workdir)
-    corpus_dir = corpus.ensure_corpus(config, workdir)
+    paths = Workdir(workdir)
+    corpus_dir = require(os.path.join(paths.corpus, "stats.json"), "corpus") and paths.corpus
     settings = config.functions
     limits = Limits(settings.min_docstring_chars, settings.max_body_lines, settings.max_chars)
     evaluation = problems_lib.read_problems(config.eval.problem_file or None)
     index = dedup.ProblemIndex(evaluation.values(), config.corpus.decontam_ngram)
-    out_dir = os.path.join(workdir, "sft")
+    out_dir = paths.sft
     os.makedirs(out_dir, exist_ok=True)
     seen: set[bytes] = set()
     stats: dict[str, Any] = {"dropped": collections.Counter(), "splits": {}, "decontaminated_by": collections.Counter()}
     for split in ("train", "val"):
         kept = []
         records = jsonl.read_jsonl(os.path.join(corpus_dir, f"{split}.jsonl.gz"))
-        extracted = parallel.ordered_map(functools.partial(_extract_record, limits=limits), records,
+        extracted = parallel_map.ordered_map(functools.partial(_extract_record, limits=limits), records,
                                          n_workers=settings.n_workers, chunk_size=8)
         extracted = tqdm.tqdm(extracted, desc=f"functions {split}", unit="file")
         for found, dropped in extracted:
@@ -272,7 +276,7 @@ def build_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLik
 
 def ensure_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
     """W/sft, built first unless its stats.json (the completion marker) exists."""
-    out_dir = os.path.join(os.fspath(workdir), "sft")
+    out_dir = Workdir(workdir).sft
     if not os.path.exists(os.path.join(out_dir, "stats.json")):
         build_functions(config, workdir)
     return out_dir

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from codex_jax import model as model_lib
+from codex_jax.model import transformer as model_lib
 
 FAMILIES = ("gpt2", "gpt_neox", "gpt_bigcode")
 GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
@@ -235,7 +235,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 class HFTokenizer:
-    """A byte-level BPE `tokenizer.json` as `codex_jax.completions.Tokenizer`.
+    """A byte-level BPE `tokenizer.json` as `codex_jax.sampling.completions.Tokenizer`.
 
     `vocab_size` is the model's (often padded past the tokenizer's); ids the tokenizer lacks
     and special tokens (end of document included) decode to nothing.

@@ -28,8 +28,9 @@ import tqdm
 from absl import logging
 
 from codex_jax import jsonl
-from codex_jax import parallel
-from codex_jax import tokenizer as tokenizer_lib
+from codex_jax.data import parallel_map
+from codex_jax.data import tokenizer as tokenizer_lib
+from codex_jax.workdir import Workdir, require
 
 SPLITS = ("train", "val")
 _CHUNK_DOCUMENTS = 32  # documents per task sent to an encoding worker
@@ -78,10 +79,10 @@ def encode_split(jsonl_path: str | os.PathLike, bin_path: str | os.PathLike, tok
     """
     jsonl_path, bin_path = os.fspath(jsonl_path), os.fspath(bin_path)
     counts = {"n_tokens": 0, "n_documents": 0, "n_bytes": 0}
-    temp_path = f"{bin_path}.tmp.{os.getpid()}"
-    with tqdm.tqdm(total=os.path.getsize(jsonl_path), unit="B", unit_scale=True,
-                   desc=f"encode {os.path.basename(jsonl_path)}") as progress, open(temp_path, "wb") as out:
-        for ids, n_bytes in parallel.ordered_map(_encode_line, _lines(jsonl_path, progress), n_workers=n_workers,
+    with jsonl.atomic_path(bin_path) as temp_path, \
+            tqdm.tqdm(total=os.path.getsize(jsonl_path), unit="B", unit_scale=True,
+                      desc=f"encode {os.path.basename(jsonl_path)}") as progress, open(temp_path, "wb") as out:
+        for ids, n_bytes in parallel_map.ordered_map(_encode_line, _lines(jsonl_path, progress), n_workers=n_workers,
                                                  chunk_size=_CHUNK_DOCUMENTS, initializer=_init_worker,
                                                  initargs=(os.fspath(tokenizer_path),)):
             out.write(ids.astype(dtype).tobytes())
@@ -89,7 +90,6 @@ def encode_split(jsonl_path: str | os.PathLike, bin_path: str | os.PathLike, tok
             counts["n_documents"] += 1
             counts["n_bytes"] += n_bytes
             progress.set_postfix(tokens=counts["n_tokens"], refresh=False)
-    os.replace(temp_path, bin_path)
     return counts
 
 def encode_corpus(corpus_dir: str | os.PathLike, tokenizer_path: str | os.PathLike, data_dir: str | os.PathLike,
@@ -118,19 +118,17 @@ def encode_corpus(corpus_dir: str | os.PathLike, tokenizer_path: str | os.PathLi
 
 
 def prepare_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
-    """Encodes the corpus with the tokenizer (building both if needed); returns `<workdir>/data`."""
-    from codex_jax import corpus  # the corpus stage loads only when data must be built
-
-    tokenizer_path = tokenizer_lib.ensure_tokenizer(config, workdir)
-    corpus_dir = corpus.ensure_corpus(config, workdir)
-    return encode_corpus(corpus_dir, tokenizer_path, os.path.join(os.fspath(workdir), "data"), config.data.n_workers)
+    """Encodes the corpus with the tokenizer (the stages before this one); returns `<workdir>/data`."""
+    paths = Workdir(workdir)
+    require(os.path.join(paths.corpus, "stats.json"), "corpus")
+    return encode_corpus(paths.corpus, require(paths.tokenizer, "tokenizer"), paths.data, config.data.n_workers)
 
 
 def ensure_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
     """`<workdir>/data`, built first unless complete (meta.json present) and encoded with the
     current tokenizer.model (it records the model's SHA-256; a retrained tokenizer re-encodes)."""
-    tokenizer_path = tokenizer_lib.ensure_tokenizer(config, workdir)
-    data_dir = os.path.join(os.fspath(workdir), "data")
+    paths = Workdir(workdir)
+    tokenizer_path, data_dir = require(paths.tokenizer, "tokenizer"), paths.data
     if os.path.exists(os.path.join(data_dir, "meta.json")):
         if load_meta(data_dir).get("tokenizer_sha256") == _file_sha256(tokenizer_path):
             return data_dir
@@ -147,7 +145,8 @@ def load_meta(data_dir: str | os.PathLike) -> dict:
     """meta.json of complete token data (see the module docstring for its fields)."""
     path = os.path.join(os.fspath(data_dir), "meta.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: the token data is incomplete; run scripts/prepare_data.py")
+        raise FileNotFoundError(f"{path}: not found, the token data is incomplete; the 'data' stage makes it "
+                                "(scripts/prepare_data.py)")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 

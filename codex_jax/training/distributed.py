@@ -26,8 +26,6 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from codex_jax import jsonl
-
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 Record = dict[str, Any]
@@ -124,32 +122,3 @@ def gather_in_order(records: list[Record], task_ids: Sequence[str]) -> list[Reco
         records = [record for part in _all_gather_json(records) for record in part]
     position = {task_id: i for i, task_id in enumerate(task_ids)}
     return sorted(records, key=lambda record: position[record["task_id"]])
-
-
-def evaluate_functional_correctness(sample_file: str, **kwargs: Any) -> dict[str, float]:
-    """`codex_jax.evaluation.evaluate_functional_correctness` with the tasks shared out.
-
-    Each process executes the samples of its `process_share` of the tasks (in the order the file
-    first names them) with its own executor pool, through `<sample_file>.process<p>`; process 0
-    writes `<sample_file>_results.jsonl` from every process's rows, the file one process makes.
-    Returns process 0's pass@k on every process. Same arguments as the single-process function.
-    """
-    from codex_jax import evaluation  # the executor side loads only when evaluating
-
-    if process_count() == 1:
-        return evaluation.evaluate_functional_correctness(sample_file, **kwargs)
-    samples = list(jsonl.read_jsonl(sample_file))
-    task_ids = list(dict.fromkeys(sample["task_id"] for sample in samples))
-    mine = set(process_share(task_ids))
-    part_file = f"{sample_file}.process{process_index()}"
-    jsonl.write_jsonl(part_file, [sample for sample in samples if sample["task_id"] in mine])
-    evaluation.evaluate_functional_correctness(part_file, **{**kwargs, "k": (), "ignore_incomplete": True})
-    rows = gather_in_order(list(jsonl.read_jsonl(part_file + "_results.jsonl")), task_ids)
-    for path in (part_file, part_file + "_results.jsonl"):
-        os.remove(path)
-    pass_at_k = None
-    if is_main_process():
-        jsonl.write_jsonl(sample_file + "_results.jsonl", rows)
-        # Every sample has its row now: this executes nothing; it checks, orders and counts.
-        pass_at_k = evaluation.evaluate_functional_correctness(sample_file, **kwargs)
-    return broadcast_json(pass_at_k)

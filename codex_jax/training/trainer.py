@@ -1,7 +1,7 @@
 """Sharded training of the GPT: pure jitted steps and the `train_and_evaluate` loop.
 
 `train_step(state, batch) -> (state, metrics)` and `eval_step(params, batch) -> sums` are pure
-functions, jitted with `in_shardings`/`out_shardings` from `codex_jax.sharding` (the state is
+functions, jitted with `in_shardings`/`out_shardings` from `codex_jax.training.sharding` (the state is
 donated). A batch is a dict:
     tokens     int32[B, T + 1]   inputs are tokens[:, :-1], targets tokens[:, 1:]
     loss_mask  int/bool[B, T]    optional; 1 = this target is scored (fine-tuning scores only
@@ -38,7 +38,9 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from codex_jax import checkpoint, distributed, metrics, model, sharding
+from codex_jax.model import transformer
+from codex_jax.training import checkpoint, metrics, sharding
+from codex_jax.workdir import Workdir, require
 
 Batch = dict[str, Any]
 
@@ -77,12 +79,12 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
     for field in ("n_layers", "d_model", "n_heads", "d_ff", "max_len"):
         _check(isinstance(m[field], int) and m[field] > 0, f"model.{field}", m[field], "a positive int")
     _check(m.d_model % m.n_heads == 0, "model.d_model", m.d_model, f"a multiple of n_heads={m.n_heads}")
-    _check(m.positional in model.POSITIONAL, "model.positional", m.positional, f"one of {model.POSITIONAL}")
+    _check(m.positional in transformer.POSITIONAL, "model.positional", m.positional, f"one of {transformer.POSITIONAL}")
     _check(m.positional != "rotary" or (m.d_model // m.n_heads) % 2 == 0, "model.d_model", m.d_model,
            "an even head dim (d_model / n_heads) for rotary positions")
-    _check(m.dtype in model.DTYPES, "model.dtype", m.dtype, f"one of {model.DTYPES}")
-    _check(m.attention in model.ATTENTION, "model.attention", m.attention, f"one of {model.ATTENTION}")
-    _check(m.get("gelu", "tanh") in model.GELU, "model.gelu", m.get("gelu"), f"one of {model.GELU}")
+    _check(m.dtype in transformer.DTYPES, "model.dtype", m.dtype, f"one of {transformer.DTYPES}")
+    _check(m.attention in transformer.ATTENTION, "model.attention", m.attention, f"one of {transformer.ATTENTION}")
+    _check(m.get("gelu", "tanh") in transformer.GELU, "model.gelu", m.get("gelu"), f"one of {transformer.GELU}")
     kv_heads = m.get("n_kv_heads", 0)
     _check(isinstance(kv_heads, int) and kv_heads >= 0 and m.n_heads % (kv_heads or m.n_heads) == 0,
            "model.n_kv_heads", kv_heads, f"0 (= n_heads) or a divisor of n_heads={m.n_heads}")
@@ -105,10 +107,8 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
     _check(c.every_steps > 0, "checkpoint.every_steps", c.every_steps, "a positive int")
     _check(c.keep > 0, "checkpoint.keep", c.keep, "a positive int")
     mesh_shape = sharding.mesh_shape(config.mesh, n_devices or jax.device_count())
-    rules = sharding.rules_from_config(config.mesh)
-    batch_axes = nn.logical_to_mesh_axes(sharding.BATCH_AXES, rules)[0] or ()
-    batch_axes = batch_axes if isinstance(batch_axes, tuple) else (batch_axes,)
-    shards = math.prod(dict(zip(sharding.MESH_AXES, mesh_shape))[a] for a in batch_axes)
+    shards = sharding.batch_shards(dict(zip(sharding.MESH_AXES, mesh_shape)),
+                                   sharding.rules_from_config(config.mesh))
     _check((t.batch_size // t.grad_accum) % shards == 0, "train.batch_size", t.batch_size,
            f"batch_size / grad_accum divisible by the {shards} batch shards of mesh {mesh_shape}")
 
@@ -132,7 +132,7 @@ def make_optimizer(train_config: Any) -> tuple[optax.GradientTransformation, opt
     return adamw, schedule
 
 
-def loss_sums(params: Any, gpt: model.GPT, batch: Batch) -> tuple[jax.Array, jax.Array]:
+def loss_sums(params: Any, gpt: transformer.GPT, batch: Batch) -> tuple[jax.Array, jax.Array]:
     """(summed cross-entropy in nats, number of scored targets) of a batch, both float32."""
     tokens = batch["tokens"]
     logits = gpt.apply({"params": params}, tokens[:, :-1])  # (B, T, V) float32
@@ -145,7 +145,7 @@ def loss_sums(params: Any, gpt: model.GPT, batch: Batch) -> tuple[jax.Array, jax
     return jnp.sum(cross_entropy * mask), jnp.sum(mask)
 
 
-def train_step(state: TrainState, batch: Batch, *, gpt: model.GPT, tx: optax.GradientTransformation,
+def train_step(state: TrainState, batch: Batch, *, gpt: transformer.GPT, tx: optax.GradientTransformation,
                schedule: optax.Schedule, grad_accum: int) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step over `batch` split into `grad_accum` micro-batches."""
     total = jnp.maximum(
@@ -176,7 +176,7 @@ def train_step(state: TrainState, batch: Batch, *, gpt: model.GPT, tx: optax.Gra
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), step_metrics
 
 
-def eval_step(params: Any, batch: Batch, *, gpt: model.GPT) -> dict[str, jax.Array]:
+def eval_step(params: Any, batch: Batch, *, gpt: transformer.GPT) -> dict[str, jax.Array]:
     """{"loss_sum": nats summed over scored targets, "count": their number}."""
     loss_sum, count = loss_sums(params, gpt, batch)
     return {"loss_sum": loss_sum, "count": count}
@@ -186,7 +186,7 @@ def eval_step(params: Any, batch: Batch, *, gpt: model.GPT) -> dict[str, jax.Arr
 class Setup:
     """A model, its optimizer and mesh, and the jitted steps with their shardings."""
 
-    gpt: model.GPT
+    gpt: transformer.GPT
     mesh: jax.sharding.Mesh
     rules: sharding.Rules
     state_shardings: Any
@@ -203,7 +203,7 @@ def setup(config: ml_collections.ConfigDict, vocab_size: int,
           devices: list[jax.Device] | None = None) -> Setup:
     """Builds model, optimizer, mesh and the jitted init/train/eval functions (nothing compiled yet)."""
     validate_config(config, len(devices) if devices is not None else None)
-    gpt = model.GPT(model.GPTConfig.from_config(config.model, vocab_size))
+    gpt = transformer.GPT(transformer.GPTConfig.from_config(config.model, vocab_size))
     tx, schedule = make_optimizer(config.train)
     mesh = sharding.make_mesh(config.mesh, devices)
     rules = sharding.rules_from_config(config.mesh)
@@ -214,24 +214,7 @@ def setup(config: ml_collections.ConfigDict, vocab_size: int,
         return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params))
 
     rng = jax.random.key(config.seed)
-    boxed = jax.eval_shape(init_boxed, rng)
-    state_shardings = sharding.logical_to_sharding(nn.get_partition_spec(boxed), mesh, rules)
-    abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                  nn.unbox(boxed), state_shardings)
-    batch_sharding = sharding.batch_sharding(mesh, rules)
-
-    def in_context(fn, **jit_kwargs):
-        """jit whose tracing sees the logical axis rules and the mesh (for the model's constraints)."""
-        def with_rules(*args):
-            with nn.logical_axis_rules(rules):
-                return fn(*args)
-        jitted = jax.jit(with_rules, **jit_kwargs)
-
-        def call(*args):
-            with jax.set_mesh(mesh):
-                return jitted(*args)
-        return call
-
+    abstract_state, state_shardings = sharding.abstract_tree(lambda: init_boxed(rng), mesh, rules)
     init_jitted = jax.jit(lambda: nn.unbox(init_boxed(rng)), out_shardings=state_shardings)
 
     def init():
@@ -240,19 +223,53 @@ def setup(config: ml_collections.ConfigDict, vocab_size: int,
         with jax.threefry_partitionable(False):
             return init_jitted()
 
-    step_fn = in_context(
+    step_fn = _jit_in_context(
         lambda state, batch: train_step(state, batch, gpt=gpt, tx=tx, schedule=schedule,
-                                        grad_accum=config.train.grad_accum),
-        in_shardings=(state_shardings, batch_sharding),
+                                        grad_accum=config.train.grad_accum), mesh, rules,
+        in_shardings=(state_shardings, sharding.batch_sharding(mesh, rules)),
         out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
-    eval_fn = in_context(lambda params, batch: eval_step(params, batch, gpt=gpt),
-                         in_shardings=(state_shardings.params, batch_sharding),
-                         out_shardings=sharding.replicated(mesh))
     return Setup(gpt=gpt, mesh=mesh, rules=rules, state_shardings=state_shardings,
-                 abstract_state=abstract_state, init=init, train_step=step_fn, eval_step=eval_fn)
+                 abstract_state=abstract_state, init=init, train_step=step_fn,
+                 eval_step=make_eval_step(gpt, mesh, rules, state_shardings.params))
 
 
-def evaluate(run: Setup, params: Any, data: DataSource, n_batches: int) -> dict[str, float]:
+def _jit_in_context(fn: Callable, mesh: jax.sharding.Mesh, rules: sharding.Rules, **jit_kwargs) -> Callable:
+    """jit, traced and run under the mesh and its logical axis rules (the model's constraints)."""
+    jitted = jax.jit(fn, **jit_kwargs)
+
+    def call(*args):
+        with sharding.context(mesh, rules):
+            return jitted(*args)
+    return call
+
+
+def make_eval_step(gpt: transformer.GPT, mesh: jax.sharding.Mesh, rules: sharding.Rules,
+                   param_shardings: Any) -> Callable[[Any, Batch], dict]:
+    """The jitted `eval_step` of params placed by `param_shardings` (no optimizer needed)."""
+    return _jit_in_context(lambda params, batch: eval_step(params, batch, gpt=gpt), mesh, rules,
+                           in_shardings=(param_shardings, sharding.batch_sharding(mesh, rules)),
+                           out_shardings=sharding.replicated(mesh))
+
+
+@dataclasses.dataclass
+class Scorer:
+    """What `evaluate` needs to score params already placed on a mesh (a `Setup` has it too)."""
+
+    eval_step: Callable[[Any, Batch], dict]
+    mesh: jax.sharding.Mesh
+    rules: sharding.Rules
+
+    @classmethod
+    def for_model(cls, model: checkpoint.Model) -> "Scorer":
+        """A loaded model's scorer: no optimizer, no train state."""
+        param_shardings = jax.tree.map(lambda x: x.sharding, model.params)
+        return cls(make_eval_step(model.gpt, model.mesh, model.rules, param_shardings), model.mesh, model.rules)
+
+    def shard_batch(self, batch: Batch) -> dict[str, jax.Array]:
+        return sharding.shard_batch(batch, self.mesh, self.rules)
+
+
+def evaluate(run: Setup | Scorer, params: Any, data: DataSource, n_batches: int) -> dict[str, float]:
     """val_loss (nats per scored target) and, given token byte lengths, val_bits_per_byte:
     summed cross-entropy in bits over the UTF-8 bytes of exactly the scored targets."""
     loss_sum = count = n_bytes = 0.0
@@ -274,21 +291,23 @@ def evaluate(run: Setup, params: Any, data: DataSource, n_batches: int) -> dict[
 
 
 def pretraining_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> DataSource:
-    """Packed-token batches from workdir/data, building corpus, tokenizer and data when missing
-    (process 0 builds them; the other processes wait)."""
-    from codex_jax import data, tokenizer  # the data stages load only when pretraining needs them
+    """Packed-token batches from workdir/data (the 'data' stage's token files)."""
+    from codex_jax.data import (  # the data stages load only when pretraining needs them
+        token_files,
+        tokenizer,
+    )
 
-    data_dir = distributed.main_process_first(lambda: data.ensure_data(config, workdir), "pretraining data")
-    meta = data.load_meta(data_dir)
-    train_tokens, val_tokens = data.load_tokens(data_dir, "train"), data.load_tokens(data_dir, "val")
-    tokenizer_path = os.path.join(os.fspath(workdir), "tokenizer.model")
+    paths = Workdir(workdir)
+    data_dir, tokenizer_path = paths.data, require(paths.tokenizer, "tokenizer")
+    meta = token_files.load_meta(data_dir)
+    train_tokens, val_tokens = token_files.load_tokens(data_dir, "train"), token_files.load_tokens(data_dir, "val")
     processes = {"process_index": jax.process_index(), "process_count": jax.process_count()}
     t = config.train
     return DataSource(
         vocab_size=int(meta["vocab_size"]),
-        train_batch=lambda step: {"tokens": data.get_batch(
+        train_batch=lambda step: {"tokens": token_files.get_batch(
             train_tokens, batch_size=t.batch_size, seq_len=t.seq_len, seed=config.seed, step=step, **processes)},
-        eval_batch=lambda index: {"tokens": data.get_eval_batch(
+        eval_batch=lambda index: {"tokens": token_files.get_eval_batch(
             val_tokens, batch_size=t.batch_size // t.grad_accum, seq_len=t.seq_len, index=index, **processes)},
         token_byte_lengths=np.asarray(tokenizer.load_tokenizer(tokenizer_path).token_byte_lengths()),
         tokenizer_path=tokenizer_path)
@@ -316,7 +335,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     """Trains `config.train.steps` steps, resuming from the latest checkpoint in `checkpoint_dir`.
 
     Args:
-        data: batches; default `pretraining_data(config, workdir)` (builds missing artifacts).
+        data: batches; default `pretraining_data(config, workdir)`.
         init_checkpoint: a checkpoint directory whose latest params start a fresh run (e.g.
             fine-tuning from pretraining); ignored once `checkpoint_dir` has a checkpoint.
         checkpoint_dir: default workdir/ckpt/pretrain. metrics_path: default workdir/metrics.jsonl.
@@ -330,7 +349,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     run = setup(config, data.vocab_size, devices)
     t = config.train
     checkpointer = checkpoint.Checkpointer(
-        checkpoint_dir or os.path.join(workdir, "ckpt", "pretrain"), every_steps=config.checkpoint.every_steps,
+        checkpoint_dir or Workdir(workdir).checkpoint("pretrain"), every_steps=config.checkpoint.every_steps,
         keep=config.checkpoint.keep, config=config, tokenizer_path=data.tokenizer_path)
     if checkpointer.latest_step() is not None:
         step, params, opt_state = checkpointer.restore(run.abstract_state.params, run.abstract_state.opt_state)
@@ -344,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             state = state.replace(params=params)
             logging.info("initial params from %s", init_checkpoint)
     start = int(state.step)
-    metrics_path = metrics_path or os.path.join(workdir, "metrics.jsonl")
+    metrics_path = metrics_path or Workdir(workdir).training_log("pretrain")
     tensorboard_dir = os.path.splitext(metrics_path)[0] + "_tensorboard" if t.get("tensorboard") else None
     writer = metrics.MetricsWriter(metrics_path, resume_step=start, tensorboard_dir=tensorboard_dir)
     tokens_per_step = t.batch_size * t.seq_len

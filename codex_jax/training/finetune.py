@@ -1,6 +1,6 @@
 """Codex-S supervised fine-tuning: the pretraining trainer on (prompt, completion) pairs.
 
-Each pair of `W/sft/{train,val}.jsonl` (see `codex_jax.functions`) becomes one row: prompt
+Each pair of `W/sft/{train,val}.jsonl` (see `codex_jax.data.sft_pairs`) becomes one row: prompt
 tokens, completion tokens and end-of-document, padded to `train.seq_len + 1`. Only the
 completion and its closing end-of-document are scored (`loss_mask`), so the model learns to
 write bodies for docstrings, not docstrings. Pairs longer than the window are left out and
@@ -21,7 +21,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from codex_jax import checkpoint, data, distributed, functions, jsonl, tokenizer as tokenizer_lib, train
+from codex_jax import jsonl
+from codex_jax.data import token_files
+from codex_jax.data import tokenizer as tokenizer_lib
+from codex_jax.training import checkpoint, trainer
+from codex_jax.workdir import Workdir, require
 
 
 def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -32,7 +36,7 @@ def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
             raise ValueError(f"config.finetune.{key}: not a config.train key; expected one of {sorted(tuned.train)}")
         tuned.train[key] = value
     try:
-        train.validate_config(tuned)
+        trainer.validate_config(tuned)
     except ValueError as error:
         raise ValueError(f"{error} (fine-tuning: config.finetune's keys replace config.train's)") from None
     return tuned
@@ -66,19 +70,20 @@ def encode_pairs(path: str | os.PathLike, tokenizer: tokenizer_lib.Tokenizer, se
 
 
 @dataclasses.dataclass
-class PairData(train.DataSource):
+class PairData(trainer.DataSource):
     """Fine-tuning batches, and how many validation pairs there are (eval batches past them are empty)."""
 
     n_val_pairs: int = 0
 
 
-def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> PairData:
-    """Fine-tuning batches from W/sft, building the pairs (and what they need) when missing."""
-    workdir = os.fspath(workdir)
-    sft_dir, tokenizer_path = distributed.main_process_first(  # one process builds what is missing
-        lambda: (functions.ensure_functions(config, workdir), tokenizer_lib.ensure_tokenizer(config, workdir)),
-        "fine-tuning pairs")
-    tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
+def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+             tokenizer: tokenizer_lib.Tokenizer | None = None) -> PairData:
+    """Fine-tuning batches from W/sft (the 'functions' stage's pairs), encoded with `tokenizer`
+    (default: the workdir's)."""
+    paths = Workdir(workdir)
+    sft_dir = os.path.dirname(require(os.path.join(paths.sft, "stats.json"), "functions"))
+    tokenizer_path = require(paths.tokenizer, "tokenizer")
+    tokenizer = tokenizer or tokenizer_lib.load_tokenizer(tokenizer_path)
     t = config.train
     (train_rows, train_masks, _), (val_rows, val_masks, _) = [
         encode_pairs(os.path.join(sft_dir, f"{split}.jsonl"), tokenizer, t.seq_len, split)
@@ -86,7 +91,7 @@ def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> P
     processes = {"process_index": jax.process_index(), "process_count": jax.process_count()}
 
     def train_batch(step: int) -> dict[str, np.ndarray]:
-        index = data.shuffled_indices(len(train_rows), batch_size=t.batch_size, seed=config.seed, step=step,
+        index = token_files.shuffled_indices(len(train_rows), batch_size=t.batch_size, seed=config.seed, step=step,
                                       **processes)
         return {"tokens": train_rows[index], "loss_mask": train_masks[index]}
 
@@ -105,11 +110,6 @@ def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> P
                     tokenizer_path=tokenizer_path, n_val_pairs=len(val_rows))
 
 
-def checkpoint_dirs(workdir: str | os.PathLike) -> dict[str, str]:
-    """Where the pretrained and the fine-tuned checkpoints live."""
-    return {stage: os.path.join(os.fspath(workdir), "ckpt", stage) for stage in ("pretrain", "finetune")}
-
-
 def is_complete(checkpoint_dir: str, steps: int) -> bool:
     """True when `checkpoint_dir` holds a complete checkpoint of step `steps`."""
     return checkpoint.latest_step(checkpoint_dir) == steps
@@ -117,22 +117,26 @@ def is_complete(checkpoint_dir: str, steps: int) -> bool:
 
 def ensure_pretrained(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
     """W/ckpt/pretrain at its final step, training (or resuming) first when it is not."""
-    directory = checkpoint_dirs(workdir)["pretrain"]
+    directory = Workdir(workdir).checkpoint("pretrain")
     if not is_complete(directory, config.train.steps):
-        train.train_and_evaluate(config, workdir)
+        trainer.train_and_evaluate(config, workdir)
     return directory
 
 
 def ensure_finetuned(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
-    """W/ckpt/finetune at its final step, fine-tuning (or resuming) from pretraining when it is not."""
-    dirs = checkpoint_dirs(workdir)
+    """W/ckpt/finetune at its final step, fine-tuning (or resuming) from the final pretraining
+    checkpoint when it is not."""
+    paths = Workdir(workdir)
     tuned = finetune_config(config)
-    if not is_complete(dirs["finetune"], tuned.train.steps):
-        pretrained = ensure_pretrained(config, workdir)
-        train.train_and_evaluate(tuned, workdir, data=sft_data(tuned, workdir), init_checkpoint=pretrained,
-                                 checkpoint_dir=dirs["finetune"],
-                                 metrics_path=os.path.join(os.fspath(workdir), "finetune_metrics.jsonl"))
-    return dirs["finetune"]
+    directory = paths.checkpoint("finetune")
+    if not is_complete(directory, tuned.train.steps):
+        pretrained = paths.checkpoint("pretrain")
+        if not is_complete(pretrained, config.train.steps):
+            raise FileNotFoundError(f"{pretrained}: no checkpoint of step {config.train.steps}; the 'pretrain' "
+                                    "stage makes it (scripts/pipeline.py --stages=finetune builds what it needs)")
+        trainer.train_and_evaluate(tuned, workdir, data=sft_data(tuned, workdir), init_checkpoint=pretrained,
+                                   checkpoint_dir=directory, metrics_path=paths.training_log("finetune"))
+    return directory
 
 
 def body_loss(config: ml_collections.ConfigDict, workdir: str | os.PathLike, checkpoint_dir: str) -> dict[str, Any]:
@@ -142,8 +146,8 @@ def body_loss(config: ml_collections.ConfigDict, workdir: str | os.PathLike, che
     Returns {"val_loss", "val_bits_per_byte"} over every val pair once.
     """
     tuned = finetune_config(config)
-    source = sft_data(tuned, workdir)
-    run = train.setup(tuned, source.vocab_size)
-    params = checkpoint.restore_params(checkpoint_dir, run.abstract_state.params)
+    model = checkpoint.load_model(checkpoint_dir, mesh_config=config.mesh)
+    source = sft_data(tuned, workdir, model.tokenizer)
     eval_size = tuned.train.batch_size // tuned.train.grad_accum
-    return train.evaluate(run, params, source, -(-source.n_val_pairs // eval_size))
+    return trainer.evaluate(trainer.Scorer.for_model(model), model.params, source,
+                            -(-source.n_val_pairs // eval_size))

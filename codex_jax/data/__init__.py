@@ -1,0 +1,1 @@
+"""Data: corpus sources and filters, dedup, the tokenizer, packed token files, fine-tuning pairs."""

@@ -1,1 +1,0 @@
-"""Evaluation tasks beyond HumanEval, generated as problem files in HumanEval's schema."""

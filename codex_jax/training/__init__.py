@@ -1,0 +1,2 @@
+"""Training: the trainer (pretraining and fine-tuning are one loop), sharding, checkpoints,
+multi-host helpers and FLOP accounting."""
