@@ -31,6 +31,7 @@ import math
 from typing import Any, NamedTuple, Protocol
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -241,6 +242,30 @@ class Generation(NamedTuple):
     steps: jax.Array
 
 
+@flax.struct.dataclass
+class DecodeState:
+    """The decode loop's carry, for R rows and N = max_new_tokens.
+
+    Attributes:
+        step: int32 scalar: decode steps taken; step n writes cache slot P - 1 + n.
+        token: int32[R]: the token fed next (the last prompt token, then each sampled one).
+        cache: the decoder's KV cache, rows first.
+        stop_state: int32[R]: each row's state in the stop-sequence automaton (`StopTable`).
+        done: bool[R]: rows that have stopped (end-of-document or a stop sequence).
+        tokens, log_probs: [R, N]: what `Generation` returns, filled up to `step`.
+        num_tokens: int32[R]: tokens generated per row so far.
+    """
+
+    step: jax.Array
+    token: jax.Array
+    cache: Any
+    stop_state: jax.Array
+    done: jax.Array
+    tokens: jax.Array
+    log_probs: jax.Array
+    num_tokens: jax.Array
+
+
 def _shard_rows(tree: Any) -> Any:
     """Constrains every leaf's first dimension (the rows) to the logical `batch` axis.
 
@@ -303,30 +328,31 @@ def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: j
     next_position = prompt_lengths[row_prompt] - 1  # (R,) position of the token fed next
     first_token = prompt[row_prompt, -1]  # (R,)
 
-    def decode_step(kv_mask, state):
-        step, token, cache, stop_state, done, tokens, log_probs, num_tokens = state
-        logits, cache = decoder(params, token[:, None], (next_position + step)[:, None], cache,
-                                prompt_len - 1 + step, kv_mask)  # (R, 1, V)
-        token, log_prob = sample_tokens(jax.random.fold_in(rng, step), logits[:, 0], sampling)
-        tokens = tokens.at[:, step].set(jnp.where(done, -1, token))
-        log_probs = log_probs.at[:, step].set(jnp.where(done, 0.0, log_prob))
-        num_tokens = num_tokens + (~done).astype(jnp.int32)
-        stop_state = jnp.where(done, stop_state, stop_next_state[stop_state, token])
-        done = done | (token == eod_id) | (stop_state == stop_matched)
-        return step + 1, token, cache, stop_state, done, tokens, log_probs, num_tokens
+    def decode_step(kv_mask, state: DecodeState) -> DecodeState:
+        logits, cache = decoder(params, state.token[:, None], (next_position + state.step)[:, None],
+                                state.cache, prompt_len - 1 + state.step, kv_mask)  # (R, 1, V)
+        token, log_prob = sample_tokens(jax.random.fold_in(rng, state.step), logits[:, 0], sampling)
+        done = state.done
+        stop_state = jnp.where(done, state.stop_state, stop_next_state[state.stop_state, token])
+        return DecodeState(
+            step=state.step + 1, token=token, cache=cache, stop_state=stop_state,
+            done=done | (token == eod_id) | (stop_state == stop_matched),
+            tokens=state.tokens.at[:, state.step].set(jnp.where(done, -1, token)),
+            log_probs=state.log_probs.at[:, state.step].set(jnp.where(done, 0.0, log_prob)),
+            num_tokens=state.num_tokens + (~done).astype(jnp.int32))
 
-    state = (jnp.int32(0), first_token, cache, jnp.zeros(num_rows, jnp.int32),
-             jnp.zeros(num_rows, bool),
-             _shard_rows(jnp.full((num_rows, max_new_tokens), -1, jnp.int32)),
-             _shard_rows(jnp.zeros((num_rows, max_new_tokens), jnp.float32)),
-             jnp.zeros(num_rows, jnp.int32))
+    state = DecodeState(
+        step=jnp.int32(0), token=first_token, cache=cache, stop_state=jnp.zeros(num_rows, jnp.int32),
+        done=jnp.zeros(num_rows, bool), tokens=_shard_rows(jnp.full((num_rows, max_new_tokens), -1, jnp.int32)),
+        log_probs=_shard_rows(jnp.zeros((num_rows, max_new_tokens), jnp.float32)),
+        num_tokens=jnp.zeros(num_rows, jnp.int32))
     for end in chunk_ends:
         if prompt_len - 1 + end > cache_len:
             cache_len = prompt_len - 1 + end
-            state = state[:2] + (_grow_cache(decoder, state[2], num_rows, cache_len),) + state[3:]
-        running = lambda state, end=end: (state[0] < end) & ~jnp.all(state[4])
+            state = state.replace(cache=_grow_cache(decoder, state.cache, num_rows, cache_len))
+        running = lambda state, end=end: (state.step < end) & ~jnp.all(state.done)
         state = jax.lax.while_loop(running, functools.partial(decode_step, kv_mask[:, :cache_len]), state)
-    return Generation(tokens=state[5], log_probs=state[6], num_tokens=state[7], steps=state[0])
+    return Generation(tokens=state.tokens, log_probs=state.log_probs, num_tokens=state.num_tokens, steps=state.step)
 
 
 def prompt_buckets(max_prompt_len: int, smallest: int = 32) -> tuple[int, ...]:

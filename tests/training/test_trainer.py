@@ -128,7 +128,7 @@ def reference_run() -> list[dict]:
 _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_train import synthetic_data, tiny_config
+from test_trainer import synthetic_data, tiny_config
 from codex_jax.training import trainer
 config = tiny_config()
 config.mesh.data = 1
@@ -139,7 +139,7 @@ trainer.train_and_evaluate(config, {workdir!r}, data=synthetic_data(seconds_per_
 
 def _train_in_subprocess(workdir, pause: float) -> subprocess.Popen:
     code = _CHILD.format(tests=os.path.dirname(__file__), workdir=str(workdir), pause=pause)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]),
            "XLA_FLAGS": "",  # one device: compiles fastest
            # The restarted child reuses what the first compiled.

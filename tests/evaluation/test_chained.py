@@ -4,9 +4,8 @@ against their own tests (in process and in the sandbox), determinism, and the re
 import json
 
 import pytest
-from codex_jax.evaluation import chained
 
-from codex_jax.evaluation import correctness
+from codex_jax.evaluation import chained, correctness
 from codex_jax.evaluation import problems as problems_lib
 
 # (input, expected) worked out by hand from each block's docstring clause.

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from test_train import VOCAB, reference_run, synthetic_data, tiny_config
+from test_trainer import VOCAB, reference_run, synthetic_data, tiny_config
 
 from codex_jax.training import sharding, trainer
 

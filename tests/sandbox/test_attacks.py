@@ -293,7 +293,7 @@ def _run_isolated(isolation: str, unprivileged: bool) -> dict:
     directory = tempfile.mkdtemp(prefix="codex_jax_attack_")
     os.chmod(directory, 0o777)  # the unprivileged runner writes its files here
     spec = {"directory": directory, "isolation": isolation,
-            "package_root": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+            "package_root": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
     command = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
     runner = os.path.abspath(__file__)
     code_copy = tempfile.mkdtemp(prefix="codex_jax_code_")

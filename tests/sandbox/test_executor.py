@@ -154,7 +154,7 @@ def test_tests_keep_their_asserts_under_python_O_and_test_syntax_errors_fail_the
             "print(json.dumps([execution.check_correctness(problem, '    return a - b\\n', 3.0)['result'], "
             "execution.check_correctness(broken, '    return a + b\\n', 3.0)['result']]))")
     done = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True,
-                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(executor.__file__))))
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(executor.__file__)))))
     wrong, broken = json.loads(done.stdout)
     assert wrong == "failed: add(2, 3) is wrong"
     assert broken.startswith("failed: ") and "never closed" in broken

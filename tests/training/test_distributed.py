@@ -15,9 +15,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from helpers import DOCUMENTS
 from jax.experimental import multihost_utils
-from test_data import DOCUMENTS
-from test_train import tiny_config
+from test_trainer import tiny_config
 
 from codex_jax import jsonl, pipeline
 from codex_jax.evaluation import correctness
@@ -98,7 +98,8 @@ def run_processes(mode: str, workdir, processes: int = PROCESSES) -> None:
         port = s.getsockname()[1]
     tests = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), os.environ.get("PYTHONPATH", "")]),
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(tests)), os.path.dirname(tests),
+                                          os.environ.get("PYTHONPATH", "")]),
            "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": str(processes)}
     children = []
     for index in range(processes):
