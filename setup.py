@@ -26,8 +26,19 @@ setuptools.setup(
     extras_require={
         # nbclient and ipykernel: tests/test_notebook.py executes colab/codex_jax.ipynb; torch,
         # transformers, safetensors, tokenizers: tests/test_hf.py compares with transformers itself.
-        "test": ["pytest>=8.0", "hypothesis>=6.100", "pyarrow>=14", "nbclient>=0.10", "ipykernel>=6.29",
-                 "nbformat>=5.10", "torch>=2.4", "transformers>=4.45", "safetensors>=0.4", "tokenizers>=0.19"],
+        "test": [
+            "ruff>=0.6",
+            "pytest>=8.0",
+            "hypothesis>=6.100",
+            "pyarrow>=14",
+            "nbclient>=0.10",
+            "ipykernel>=6.29",
+            "nbformat>=5.10",
+            "torch>=2.4",
+            "transformers>=4.45",
+            "safetensors>=0.4",
+            "tokenizers>=0.19",
+        ],
         # torch<=2.14.1: the CPU wheel this machine's pip takes from disk (see README).
         "bench": ["torch>=2.4", "transformers>=4.45"],
         "hf": ["torch>=2.4", "transformers>=4.45", "safetensors>=0.4", "tokenizers>=0.19"],

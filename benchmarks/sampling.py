@@ -38,14 +38,20 @@ from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
-    "ml_collections config file: the model shape and vocabulary size.")
+    "config",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
+    "ml_collections config file: the model shape and vocabulary size.",
+)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per contender and setting.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to measure.")
 _NEW_TOKENS = flags.DEFINE_integer("new_tokens", 128, "Tokens generated per row.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per row.")
-_PROFILE = flags.DEFINE_bool("profile", False, "Instead of racing transformers, trace one codex_jax "
-                             "call per setting and print where its time goes (XLA:CPU trace events).")
+_PROFILE = flags.DEFINE_bool(
+    "profile",
+    False,
+    "Instead of racing transformers, trace one codex_jax "
+    "call per setting and print where its time goes (XLA:CPU trace events).",
+)
 
 MODES = {"greedy": dict(temperature=0.0, top_p=1.0), "top-p": dict(temperature=0.8, top_p=0.95)}
 
@@ -61,26 +67,43 @@ def jax_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mod
     from codex_jax.sampling import decoding, stopping
 
     gpt_config = transformer.GPTConfig.from_config(config.model, config.tokenizer.vocab_size)
-    params = nn.unbox(jax.jit(transformer.GPT(gpt_config).init)(jax.random.key(0),
-                                                          jnp.zeros((1, 8), jnp.int32))["params"])
-    prompt = np.random.default_rng(0).integers(3, gpt_config.vocab_size, (batch_size, prompt_len),
-                                               dtype=np.int32)
+    params = nn.unbox(
+        jax.jit(transformer.GPT(gpt_config).init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))[
+            "params"
+        ]
+    )
+    prompt = np.random.default_rng(0).integers(
+        3, gpt_config.vocab_size, (batch_size, prompt_len), dtype=np.int32
+    )
     table = stopping.StopTable.build((), [b""] * gpt_config.vocab_size)  # never stops early
-    decoder = decoding.GPTDecoder(gpt_config)  # its weights prepared once, as a model is loaded once
-    arguments = (decoder, decoder.prepare(params), prompt,
-                 np.full(batch_size, prompt_len, np.int32), np.arange(batch_size, dtype=np.int32))
+    decoder = decoding.GPTDecoder(
+        gpt_config
+    )  # its weights prepared once, as a model is loaded once
+    arguments = (
+        decoder,
+        decoder.prepare(params),
+        prompt,
+        np.full(batch_size, prompt_len, np.int32),
+        np.arange(batch_size, dtype=np.int32),
+    )
     sampling_config = decoding.SamplingConfig(**mode)
     options = dict(max_new_tokens=new_tokens, sampling=sampling_config, eod_id=-1)
     calls = iter(range(1 << 30))
 
     def run():
-        out = decoding.generate(*arguments, jax.random.key(next(calls)), table.next_state,
-                                table.matched, **options)
+        out = decoding.generate(
+            *arguments, jax.random.key(next(calls)), table.next_state, table.matched, **options
+        )
         assert int(out.steps) == new_tokens
         return out.tokens.block_until_ready()
 
-    run.optimized_hlo = lambda: decoding.generate.lower(
-        *arguments, jax.random.key(0), table.next_state, table.matched, **options).compile().as_text()
+    run.optimized_hlo = lambda: (
+        decoding.generate.lower(
+            *arguments, jax.random.key(0), table.next_state, table.matched, **options
+        )
+        .compile()
+        .as_text()
+    )
     return run
 
 
@@ -100,7 +123,10 @@ def profile(run, steps: int) -> str:
 
     hlo = run.optimized_hlo()
     module = re.search(r"^HloModule ([^,\s]+)", hlo, re.M).group(1)
-    blocks = {m.group(1): m.group(2) for m in re.finditer(r"^(?:ENTRY )?%(\S+) .*?\{\n(.*?)\n\}", hlo, re.M | re.S)}
+    blocks = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^(?:ENTRY )?%(\S+) .*?\{\n(.*?)\n\}", hlo, re.M | re.S)
+    }
     in_loops = set(re.findall(r"(?:body|condition)=%([\w.\-]+)", hlo))
     kinds = {}  # instruction -> (kind, what it computes)
     for block_name, block in blocks.items():
@@ -117,17 +143,27 @@ def profile(run, steps: int) -> str:
             else:
                 kind = "the rest"
             ops = ",".join(sorted(ops - {"parameter", "bitcast", "constant", "broadcast"})) or op
-            kinds[name] = (kind, ops + " -> " + re.sub(r"\{[^}]*\}", "", shape))  # shape without layout
+            kinds[name] = (
+                kind,
+                ops + " -> " + re.sub(r"\{[^}]*\}", "", shape),
+            )  # shape without layout
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir)
         start = time.perf_counter()
         run()
         seconds = time.perf_counter() - start
         jax.profiler.stop_trace()
-        path, = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
-        with gzip.open(path) as f:  # the events of this program's operations (not, e.g., the PRNG key's)
-            events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"
-                      and e.get("args", {}).get("hlo_module") == module and e["args"].get("hlo_op") in kinds]
+        (path,) = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
+        with gzip.open(
+            path
+        ) as f:  # the events of this program's operations (not, e.g., the PRNG key's)
+            events = [
+                e
+                for e in json.load(f)["traceEvents"]
+                if e.get("ph") == "X"
+                and e.get("args", {}).get("hlo_module") == module
+                and e["args"].get("hlo_op") in kinds
+            ]
     if not events:
         return "no per-operation trace events: this XLA does not support --xla_cpu_enable_xprof_traceme"
     totals, rest = collections.Counter(), collections.Counter()
@@ -136,10 +172,16 @@ def profile(run, steps: int) -> str:
         totals[kind] += event["dur"] / 1e3  # ms
         if kind == "the rest":
             rest[computes] += event["dur"] / 1e3
-    return (f"one call traced: {seconds:.2f} s; prefill and setup {totals['prefill and setup']:.0f} ms; "
-            f"per decode step ({steps}): " + ", ".join(f"{kind} {totals[kind] / steps:.2f} ms" for kind in
-                                                        ("weight matmuls", "attention", "the rest"))
-            + "; largest of the rest: " + "; ".join(f"{what} {ms / steps:.2f}" for what, ms in rest.most_common(4)))
+    return (
+        f"one call traced: {seconds:.2f} s; prefill and setup {totals['prefill and setup']:.0f} ms; "
+        f"per decode step ({steps}): "
+        + ", ".join(
+            f"{kind} {totals[kind] / steps:.2f} ms"
+            for kind in ("weight matmuls", "attention", "the rest")
+        )
+        + "; largest of the rest: "
+        + "; ".join(f"{what} {ms / steps:.2f}" for what, ms in rest.most_common(4))
+    )
 
 
 def hf_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode: dict):
@@ -149,15 +191,30 @@ def hf_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode
 
     m = config.model
     hf_config = transformers.GPT2Config(
-        vocab_size=config.tokenizer.vocab_size, n_positions=m.max_len, n_embd=m.d_model,
-        n_layer=m.n_layers, n_head=m.n_heads, n_inner=m.d_ff, activation_function="gelu_new",
-        tie_word_embeddings=m.tie_embeddings, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+        vocab_size=config.tokenizer.vocab_size,
+        n_positions=m.max_len,
+        n_embd=m.d_model,
+        n_layer=m.n_layers,
+        n_head=m.n_heads,
+        n_inner=m.d_ff,
+        activation_function="gelu_new",
+        tie_word_embeddings=m.tie_embeddings,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
     torch.manual_seed(0)
     hf_model = transformers.GPT2LMHeadModel(hf_config).eval()
     prompt = torch.randint(3, hf_config.vocab_size, (batch_size, prompt_len))
     sample = mode["temperature"] > 0
-    options = dict(do_sample=sample, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                   use_cache=True, pad_token_id=0, attention_mask=torch.ones_like(prompt))
+    options = dict(
+        do_sample=sample,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        use_cache=True,
+        pad_token_id=0,
+        attention_mask=torch.ones_like(prompt),
+    )
     if sample:
         options.update(temperature=mode["temperature"], top_p=mode["top_p"], top_k=0)
 
@@ -174,12 +231,19 @@ def main(argv: list[str]) -> None:
     del argv
     if _PROFILE.value:
         # Before JAX starts its CPU backend: a trace event for every operation XLA:CPU runs.
-        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
+        )
         for batch_size in map(int, _BATCH_SIZES.value):
             for mode_name, mode in MODES.items():
-                run = jax_contender(_CONFIG.value, batch_size, _PROMPT_LEN.value, _NEW_TOKENS.value, mode)
+                run = jax_contender(
+                    _CONFIG.value, batch_size, _PROMPT_LEN.value, _NEW_TOKENS.value, mode
+                )
                 run()  # compile / warm up
-                print(f"batch {batch_size:3d} {mode_name:6s}: {profile(run, _NEW_TOKENS.value)}", flush=True)
+                print(
+                    f"batch {batch_size:3d} {mode_name:6s}: {profile(run, _NEW_TOKENS.value)}",
+                    flush=True,
+                )
         return
     import jax
     import torch
@@ -187,16 +251,20 @@ def main(argv: list[str]) -> None:
 
     config = _CONFIG.value
     m = config.model
-    print(f"model {m.n_layers}x{m.d_model}, {m.n_heads} heads, vocab {config.tokenizer.vocab_size}; "
-          f"prompt {_PROMPT_LEN.value}, {_NEW_TOKENS.value} new tokens; jax {jax.__version__} on "
-          f"{jax.devices()[0].platform}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"transformers {transformers.__version__}; {_REPEATS.value} alternating repeats, "
-          f"median [min-max] tokens/s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"model {m.n_layers}x{m.d_model}, {m.n_heads} heads, vocab {config.tokenizer.vocab_size}; "
+        f"prompt {_PROMPT_LEN.value}, {_NEW_TOKENS.value} new tokens; jax {jax.__version__} on "
+        f"{jax.devices()[0].platform}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}; {_REPEATS.value} alternating repeats, "
+        f"median [min-max] tokens/s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     ratios = {}
     for batch_size in map(int, _BATCH_SIZES.value):
         for mode_name, mode in MODES.items():
-            contenders = {name: make(config, batch_size, _PROMPT_LEN.value, _NEW_TOKENS.value, mode)
-                          for name, make in (("codex_jax", jax_contender), ("transformers", hf_contender))}
+            contenders = {
+                name: make(config, batch_size, _PROMPT_LEN.value, _NEW_TOKENS.value, mode)
+                for name, make in (("codex_jax", jax_contender), ("transformers", hf_contender))
+            }
             for run in contenders.values():
                 run()  # compile / warm up
             rates = {name: [] for name in contenders}
@@ -204,13 +272,21 @@ def main(argv: list[str]) -> None:
                 for name, run in contenders.items():
                     start = time.perf_counter()
                     run()
-                    rates[name].append(batch_size * _NEW_TOKENS.value / (time.perf_counter() - start))
+                    rates[name].append(
+                        batch_size * _NEW_TOKENS.value / (time.perf_counter() - start)
+                    )
             medians = {name: statistics.median(r) for name, r in rates.items()}
             ratio = medians["codex_jax"] / medians["transformers"]
             ratios[(batch_size, mode_name)] = ratio
-            print(f"batch {batch_size:3d} {mode_name:6s}: " + "  ".join(
-                f"{name} {medians[name]:8,.0f} [{min(r):,.0f}-{max(r):,.0f}]" for name, r in rates.items())
-                + f"  ratio {ratio:.2f}x", flush=True)
+            print(
+                f"batch {batch_size:3d} {mode_name:6s}: "
+                + "  ".join(
+                    f"{name} {medians[name]:8,.0f} [{min(r):,.0f}-{max(r):,.0f}]"
+                    for name, r in rates.items()
+                )
+                + f"  ratio {ratio:.2f}x",
+                flush=True,
+            )
     last = max(b for b, _ in ratios)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"batch-{last} top-p ratio (codex_jax / transformers): {ratios[(last, 'top-p')]:.2f}x")

@@ -26,8 +26,10 @@ from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
-    "ml_collections config file: the model shape, seq_len and vocabulary size.")
+    "config",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tiny.py"),
+    "ml_collections config file: the model shape, seq_len and vocabulary size.",
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Sequences per step.")
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed rounds per contender.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Train steps per timed round.")
@@ -59,14 +61,29 @@ def hf_contender(config, tokens):
 
     m, t = config.model, config.train
     hf_config = transformers.GPT2Config(
-        vocab_size=config.tokenizer.vocab_size, n_positions=m.max_len, n_embd=m.d_model, n_layer=m.n_layers,
-        n_head=m.n_heads, n_inner=m.d_ff, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
-        attn_pdrop=0.0, tie_word_embeddings=m.tie_embeddings, bos_token_id=None, eos_token_id=None)
+        vocab_size=config.tokenizer.vocab_size,
+        n_positions=m.max_len,
+        n_embd=m.d_model,
+        n_layer=m.n_layers,
+        n_head=m.n_heads,
+        n_inner=m.d_ff,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        tie_word_embeddings=m.tie_embeddings,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
     torch.manual_seed(0)
     hf_model = transformers.GPT2LMHeadModel(hf_config).train()
-    optimizer = torch.optim.AdamW(hf_model.parameters(), lr=t.lr, betas=(0.9, 0.95), eps=1e-8,
-                                  weight_decay=t.weight_decay)
-    inputs, targets = torch.from_numpy(tokens[:, :-1]).long(), torch.from_numpy(tokens[:, 1:]).long()
+    optimizer = torch.optim.AdamW(
+        hf_model.parameters(), lr=t.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=t.weight_decay
+    )
+    inputs, targets = (
+        torch.from_numpy(tokens[:, :-1]).long(),
+        torch.from_numpy(tokens[:, 1:]).long(),
+    )
 
     def step():
         logits = hf_model(input_ids=inputs).logits
@@ -96,10 +113,14 @@ def main(argv: list[str]) -> None:
 
     config = _CONFIG.value
     batch_size, seq_len = _BATCH_SIZE.value, config.train.seq_len
-    tokens = np.random.default_rng(0).integers(0, config.tokenizer.vocab_size, (batch_size, seq_len + 1),
-                                               dtype=np.int32)
+    tokens = np.random.default_rng(0).integers(
+        0, config.tokenizer.vocab_size, (batch_size, seq_len + 1), dtype=np.int32
+    )
     jax_step, run = jax_contender(config, batch_size, tokens)
-    contenders = {"codex_jax (jax.jit)": jax_step, "transformers GPT-2 (torch eager)": hf_contender(config, tokens)}
+    contenders = {
+        "codex_jax (jax.jit)": jax_step,
+        "transformers GPT-2 (torch eager)": hf_contender(config, tokens),
+    }
     for step in contenders.values():  # compile / warm up
         step(), step()
     rates = {name: [] for name in contenders}
@@ -108,14 +129,18 @@ def main(argv: list[str]) -> None:
             rates[name].append(_tokens_per_s(step, _STEPS.value, batch_size * seq_len))
     peak = metrics.measure_matmul_flops()
     flops_per_token = metrics.flops_per_token(run.gpt.config, seq_len)
-    print(f"model {config.model.n_layers}x{config.model.d_model}, T={seq_len}, B={batch_size}, "
-          f"vocab {config.tokenizer.vocab_size}, float32, {jax.devices()[0].device_kind}, "
-          f"{os.cpu_count()} cores; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(
+        f"model {config.model.n_layers}x{config.model.d_model}, T={seq_len}, B={batch_size}, "
+        f"vocab {config.tokenizer.vocab_size}, float32, {jax.devices()[0].device_kind}, "
+        f"{os.cpu_count()} cores; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+    )
     print(f"measured jnp.dot peak: {peak / 1e9:,.0f} GFLOP/s (float32, 1024^3)")
     for name, values in rates.items():
         median = statistics.median(values)
-        print(f"{name:34s} {median:9,.0f} tokens/s  (spread {min(values):,.0f}-{max(values):,.0f}, "
-              f"{len(values)} rounds of {_STEPS.value} steps)  MFU {median * flops_per_token / peak:.1%}")
+        print(
+            f"{name:34s} {median:9,.0f} tokens/s  (spread {min(values):,.0f}-{max(values):,.0f}, "
+            f"{len(values)} rounds of {_STEPS.value} steps)  MFU {median * flops_per_token / peak:.1%}"
+        )
     jax_rate, hf_rate = (statistics.median(values) for values in rates.values())
     print(f"ratio codex_jax / transformers: {jax_rate / hf_rate:.2f}x")
 

@@ -18,13 +18,19 @@ from collections.abc import Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tiny.py")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of an error, not only its one line.")
+DEFAULT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tiny.py"
+)
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show the traceback of an error, not only its one line."
+)
 
 # Library lines that say nothing a user can act on (orbax opening checkpoints read-only to look
 # at them, JAX probing for accelerators a CPU machine does not have).
-_CHATTER = re.compile(r"read.only|Unable to initialize backend|An NVIDIA GPU may be present|"
-                      r"Platform '\w+' is experimental|TPU backend|jax_cpu_collectives")
+_CHATTER = re.compile(
+    r"read.only|Unable to initialize backend|An NVIDIA GPU may be present|"
+    r"Platform '\w+' is experimental|TPU backend|jax_cpu_collectives"
+)
 
 
 def fail(message: str) -> None:
@@ -40,22 +46,31 @@ def define_config_flag() -> flags.FlagHolder:
     with one line naming it.
     """
     try:
-        return config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "ml_collections config file.")
+        return config_flags.DEFINE_config_file(
+            "config", DEFAULT_CONFIG, "ml_collections config file."
+        )
     except (AttributeError, KeyError, ValueError, TypeError) as error:
         overrides = [arg.split("=")[0] for arg in sys.argv[1:] if arg.startswith("--config.")]
         text = str(error).strip("'\"").replace("\\n", " ").replace("\\'", "'").replace("\n", " ")
-        fail(f"{', '.join(overrides) or '--config'}: {text} (configs/tiny.py documents every field)")
+        fail(
+            f"{', '.join(overrides) or '--config'}: {text} (configs/tiny.py documents every field)"
+        )
         raise  # unreachable: fail exits
 
 
-def define_workdir_flag(default: str | None = "workdir",
-                        help_text: str = "Folder for every artifact of the pipeline.") -> flags.FlagHolder:
+def define_workdir_flag(
+    default: str | None = "workdir", help_text: str = "Folder for every artifact of the pipeline."
+) -> flags.FlagHolder:
     return flags.DEFINE_string("workdir", default, help_text)
 
 
 def define_multihost_flag() -> flags.FlagHolder:
-    return flags.DEFINE_bool("multihost", False, "Join the other hosts' processes first (jax.distributed; "
-                             "run the same command on every host, with a workdir they all see).")
+    return flags.DEFINE_bool(
+        "multihost",
+        False,
+        "Join the other hosts' processes first (jax.distributed; "
+        "run the same command on every host, with a workdir they all see).",
+    )
 
 
 def start(multihost: bool) -> None:
@@ -88,6 +103,7 @@ def run(main: Callable[[list[str]], None]) -> None:
     """`absl.app.run(main)`, where a user's mistake (a bad value, a missing or malformed file: the
     project's ValueError and FileNotFoundError name the input and what was expected) ends in one
     line and exit status 2; --verbose shows the traceback."""
+
     def guarded(argv: list[str]) -> None:
         try:
             main(argv)

@@ -8,7 +8,8 @@ import contextlib
 import gzip
 import json
 import os
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 
 def open_text(path: str | os.PathLike, mode: str = "rt"):
@@ -19,7 +20,9 @@ def open_text(path: str | os.PathLike, mode: str = "rt"):
     return open(path, mode, encoding="utf-8")
 
 
-def read_jsonl(path: str | os.PathLike, skip_cut_last_line: bool = False) -> Iterator[dict[str, Any]]:
+def read_jsonl(
+    path: str | os.PathLike, skip_cut_last_line: bool = False
+) -> Iterator[dict[str, Any]]:
     """Yields one dict per non-blank line of `path`.
 
     Args:
@@ -38,10 +41,13 @@ def read_jsonl(path: str | os.PathLike, skip_cut_last_line: bool = False) -> Ite
             except json.JSONDecodeError as e:
                 if skip_cut_last_line and not line.endswith("\n"):
                     return
-                raise ValueError(f"{os.fspath(path)}:{line_number}: not valid JSON ({e.msg})") from None
+                raise ValueError(
+                    f"{os.fspath(path)}:{line_number}: not valid JSON ({e.msg})"
+                ) from None
             if not isinstance(record, dict):
                 raise ValueError(
-                    f"{os.fspath(path)}:{line_number}: expected a JSON object, got {type(record).__name__}")
+                    f"{os.fspath(path)}:{line_number}: expected a JSON object, got {type(record).__name__}"
+                )
             yield record
 
 
@@ -63,7 +69,9 @@ def read_json(path: str | os.PathLike, default: Any = _REQUIRED) -> Any:
             raise ValueError(f"{os.fspath(path)}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 
-def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]], append: bool = False) -> None:
+def write_jsonl(
+    path: str | os.PathLike, records: Iterable[dict[str, Any]], append: bool = False
+) -> None:
     """Writes one JSON object per line; `append` adds to an existing file."""
     with open_text(path, "at" if append else "wt") as f:
         for record in records:

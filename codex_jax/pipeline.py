@@ -16,7 +16,8 @@ import dataclasses
 import importlib
 import os
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ml_collections
 from absl import logging
@@ -30,14 +31,20 @@ class Stage:
     name: str
     needs: tuple[str, ...]  # stages whose artifacts this one reads
     writes: Callable[[Workdir], tuple[str, ...]]  # its artifacts
-    build: Callable[[ml_collections.ConfigDict, str], Any]  # makes them, or returns at once when complete
-    main_process_only: bool = False  # process 0 builds it while the others wait; else SPMD / shared out
+    build: Callable[
+        [ml_collections.ConfigDict, str], Any
+    ]  # makes them, or returns at once when complete
+    main_process_only: bool = (
+        False  # process 0 builds it while the others wait; else SPMD / shared out
+    )
 
 
 def _call(module: str, function: str) -> Callable[[ml_collections.ConfigDict, str], Any]:
     """`module.function(config, workdir)`, imported only when the stage runs."""
+
     def build(config: ml_collections.ConfigDict, workdir: str) -> Any:
         return getattr(importlib.import_module(f"codex_jax.{module}"), function)(config, workdir)
+
     return build
 
 
@@ -46,7 +53,9 @@ def _sample(config: ml_collections.ConfigDict, workdir: str) -> None:
 
     paths = Workdir(workdir)
     for model in MODELS:
-        samples.ensure_samples(config, workdir, checkpoint_dir=paths.checkpoint(model), path=paths.samples(model))
+        samples.ensure_samples(
+            config, workdir, checkpoint_dir=paths.checkpoint(model), path=paths.samples(model)
+        )
 
 
 def _execute(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -61,27 +70,66 @@ def _report(config: ml_collections.ConfigDict, workdir: str) -> None:
     from codex_jax.training import distributed, finetune
 
     paths = Workdir(workdir)  # the body losses are SPMD like training
-    body_loss = {model: finetune.body_loss(config, workdir, paths.checkpoint(model)) for model in MODELS}
+    body_loss = {
+        model: finetune.body_loss(config, workdir, paths.checkpoint(model)) for model in MODELS
+    }
     if distributed.is_main_process():
-        jsonl.write_json_atomically(paths.metrics, report.collect_metrics(config, workdir, body_loss))
+        jsonl.write_json_atomically(
+            paths.metrics, report.collect_metrics(config, workdir, body_loss)
+        )
         report.write_report(workdir)
 
 
 STAGES = (
-    Stage("corpus", (), lambda w: (w.corpus,), _call("data.corpus", "ensure_corpus"), main_process_only=True),
-    Stage("tokenizer", ("corpus",), lambda w: (w.tokenizer,), _call("data.tokenizer", "ensure_tokenizer"),
-          main_process_only=True),
-    Stage("data", ("corpus", "tokenizer"), lambda w: (w.data,), _call("data.token_files", "ensure_data"),
-          main_process_only=True),
-    Stage("pretrain", ("data",), lambda w: (w.checkpoint("pretrain"), w.training_log("pretrain")),
-          _call("training.finetune", "ensure_pretrained")),
-    Stage("functions", ("corpus",), lambda w: (w.sft,), _call("data.sft_pairs", "ensure_functions"),
-          main_process_only=True),
-    Stage("finetune", ("tokenizer", "pretrain", "functions"),
-          lambda w: (w.checkpoint("finetune"), w.training_log("finetune")),
-          _call("training.finetune", "ensure_finetuned")),
-    Stage("sample", ("pretrain", "finetune"), lambda w: tuple(w.samples(m) for m in MODELS), _sample),
-    Stage("execute", ("sample",), lambda w: tuple(results_path(w.samples(m)) for m in MODELS), _execute),
+    Stage(
+        "corpus",
+        (),
+        lambda w: (w.corpus,),
+        _call("data.corpus", "ensure_corpus"),
+        main_process_only=True,
+    ),
+    Stage(
+        "tokenizer",
+        ("corpus",),
+        lambda w: (w.tokenizer,),
+        _call("data.tokenizer", "ensure_tokenizer"),
+        main_process_only=True,
+    ),
+    Stage(
+        "data",
+        ("corpus", "tokenizer"),
+        lambda w: (w.data,),
+        _call("data.token_files", "ensure_data"),
+        main_process_only=True,
+    ),
+    Stage(
+        "pretrain",
+        ("data",),
+        lambda w: (w.checkpoint("pretrain"), w.training_log("pretrain")),
+        _call("training.finetune", "ensure_pretrained"),
+    ),
+    Stage(
+        "functions",
+        ("corpus",),
+        lambda w: (w.sft,),
+        _call("data.sft_pairs", "ensure_functions"),
+        main_process_only=True,
+    ),
+    Stage(
+        "finetune",
+        ("tokenizer", "pretrain", "functions"),
+        lambda w: (w.checkpoint("finetune"), w.training_log("finetune")),
+        _call("training.finetune", "ensure_finetuned"),
+    ),
+    Stage(
+        "sample", ("pretrain", "finetune"), lambda w: tuple(w.samples(m) for m in MODELS), _sample
+    ),
+    Stage(
+        "execute",
+        ("sample",),
+        lambda w: tuple(results_path(w.samples(m)) for m in MODELS),
+        _execute,
+    ),
     Stage("report", ("execute", "functions"), lambda w: (w.metrics, w.report, w.plots), _report),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
@@ -96,8 +144,10 @@ def parse_stages(names: str | Sequence[str]) -> tuple[str, ...]:
         return NAMES
     unknown = sorted(set(names) - set(NAMES))
     if unknown or not names:
-        raise ValueError(f"--stages: unknown stage(s) {unknown or names}; expected 'all' or a comma-separated "
-                         f"subset of {','.join(NAMES)}")
+        raise ValueError(
+            f"--stages: unknown stage(s) {unknown or names}; expected 'all' or a comma-separated "
+            f"subset of {','.join(NAMES)}"
+        )
     return tuple(name for name in NAMES if name in names)
 
 
@@ -113,7 +163,9 @@ def with_needs(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(name for name in NAMES if name in wanted)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, stages: Sequence[str] = NAMES) -> str:
+def run(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, stages: Sequence[str] = NAMES
+) -> str:
     """Runs `stages` and what they need (`with_needs`), in order, each skipping or resuming by
     itself; returns the report's path.
 

@@ -18,7 +18,10 @@ Every stage, script and the report asks this module; none spells a path itself.
 import dataclasses
 import os
 
-MODELS = ("pretrain", "finetune")  # the Codex-S ablation: the same model before and after fine-tuning
+MODELS = (
+    "pretrain",
+    "finetune",
+)  # the Codex-S ablation: the same model before and after fine-tuning
 _TRAINING_LOGS = {"pretrain": "metrics.jsonl", "finetune": "finetune_metrics.jsonl"}
 
 
@@ -102,12 +105,14 @@ def samples_meta_path(samples_path: str) -> str:
     """Settings and stats of a samples file: x.jsonl -> x.meta.json."""
     if not samples_path.endswith(".jsonl"):
         raise ValueError(f"samples path {samples_path!r}: expected a name ending in .jsonl")
-    return samples_path[:-len(".jsonl")] + ".meta.json"
+    return samples_path[: -len(".jsonl")] + ".meta.json"
 
 
 def require(path: str, stage: str) -> str:
     """`path` when it exists; else FileNotFoundError naming it and the stage that makes it."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: not found; the {stage!r} stage makes it "
-                                f"(scripts/pipeline.py --stages={stage} builds it and what it needs)")
+        raise FileNotFoundError(
+            f"{path}: not found; the {stage!r} stage makes it "
+            f"(scripts/pipeline.py --stages={stage} builds it and what it needs)"
+        )
     return path

@@ -24,18 +24,38 @@ import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location("tiny", os.path.join(os.path.dirname(__file__), "tiny.py"))
+    spec = importlib.util.spec_from_file_location(
+        "tiny", os.path.join(os.path.dirname(__file__), "tiny.py")
+    )
     tiny = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tiny)
     config = tiny.get_config()
 
     config.tokenizer.vocab_size = 50_304  # GPT-2/3's 50,257 rounded up to a multiple of 128
     config.tokenizer.max_train_bytes = 1_000_000_000
-    config.model.update(n_layers=40, d_model=5120, n_heads=40, d_ff=20_480, max_len=2048,
-                        dtype="bfloat16", remat=True)
+    config.model.update(
+        n_layers=40,
+        d_model=5120,
+        n_heads=40,
+        d_ff=20_480,
+        max_len=2048,
+        dtype="bfloat16",
+        remat=True,
+    )
     config.mesh.update(data=1, fsdp=-1, model=1)
-    config.train.update(steps=48_000, batch_size=1024, seq_len=2048, grad_accum=1, lr=1e-4,
-                        warmup_steps=175, log_every=10, eval_every=1000, eval_batches=32)
+    config.train.update(
+        steps=48_000,
+        batch_size=1024,
+        seq_len=2048,
+        grad_accum=1,
+        lr=1e-4,
+        warmup_steps=175,
+        log_every=10,
+        eval_every=1000,
+        eval_batches=32,
+    )
     config.checkpoint.update(every_steps=500, keep=3)
-    config.finetune.update(steps=2000, lr=1e-5, warmup_steps=100, eval_every=500)  # Codex-S: a tenth of the lr
+    config.finetune.update(
+        steps=2000, lr=1e-5, warmup_steps=100, eval_every=500
+    )  # Codex-S: a tenth of the lr
     return config

@@ -16,17 +16,38 @@ import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location("tiny", os.path.join(os.path.dirname(__file__), "tiny.py"))
+    spec = importlib.util.spec_from_file_location(
+        "tiny", os.path.join(os.path.dirname(__file__), "tiny.py")
+    )
     tiny = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tiny)
     config = tiny.get_config()
 
     config.tokenizer.vocab_size = 32_768
-    config.model.update(n_layers=12, d_model=768, n_heads=12, d_ff=3072, max_len=2048,
-                        dtype="bfloat16", attention="auto", remat=False)
+    config.model.update(
+        n_layers=12,
+        d_model=768,
+        n_heads=12,
+        d_ff=3072,
+        max_len=2048,
+        dtype="bfloat16",
+        attention="auto",
+        remat=False,
+    )
     # 64 x 2048 = 131k tokens per step in 4 micro-batches of 16 sequences; GPT-3 Small's lr.
-    config.train.update(steps=20_000, batch_size=64, seq_len=2048, grad_accum=4, lr=6e-4,
-                        warmup_steps=500, log_every=50, eval_every=1000, eval_batches=16)
+    config.train.update(
+        steps=20_000,
+        batch_size=64,
+        seq_len=2048,
+        grad_accum=4,
+        lr=6e-4,
+        warmup_steps=500,
+        log_every=50,
+        eval_every=1000,
+        eval_batches=16,
+    )
     config.checkpoint.update(every_steps=1000, keep=3)
-    config.finetune.update(steps=1000, lr=6e-5, warmup_steps=50, eval_every=250)  # Codex-S: a tenth of the lr
+    config.finetune.update(
+        steps=1000, lr=6e-5, warmup_steps=50, eval_every=250
+    )  # Codex-S: a tenth of the lr
     return config

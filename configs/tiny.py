@@ -56,8 +56,12 @@ def get_config() -> ml_collections.ConfigDict:
     model.attention = "auto"  # jax.nn.dot_product_attention backend: "xla", "cudnn" (GPU,
     #                            16-bit), or "auto" = cudnn on GPU in bfloat16/float16, else xla
     # What imported Hugging Face families need (codex_jax/hf.py); these values are GPT-2's:
-    model.n_kv_heads = 0  # key/value heads, dividing n_heads: 0 = n_heads, 1 = multi-query (GPTBigCode)
-    model.parallel_residual = False  # x + attn(ln(x)) + mlp(ln(x)) (GPT-NeoX); else one after the other
+    model.n_kv_heads = (
+        0  # key/value heads, dividing n_heads: 0 = n_heads, 1 = multi-query (GPTBigCode)
+    )
+    model.parallel_residual = (
+        False  # x + attn(ln(x)) + mlp(ln(x)) (GPT-NeoX); else one after the other
+    )
     model.rotary_fraction = 1.0  # rotary: the leading share of each head's dimensions it rotates
     model.rotary_base = 10_000.0  # rotary: wavelengths grow geometrically up to 2 pi * base
     model.gelu = "tanh"  # "tanh" approximation (GPT-2's gelu_new) or "exact" (erf, GPT-NeoX)
@@ -107,7 +111,9 @@ def get_config() -> ml_collections.ConfigDict:
     functions.min_docstring_chars = 16  # shorter docstrings state no task
     functions.max_body_lines = 40
     functions.max_chars = 1000  # prompt + completion; ~250 tokens, so a pair fits train.seq_len
-    functions.verify_doctests = True  # run docstring examples in the sandbox; `verified` marks passes
+    functions.verify_doctests = (
+        True  # run docstring examples in the sandbox; `verified` marks passes
+    )
     functions.n_workers = 0  # extraction processes; 0 = every core
 
     # --- finetune.py: supervised fine-tuning; these keys override config.train ----------------
@@ -126,7 +132,9 @@ def get_config() -> ml_collections.ConfigDict:
     sample.top_k = 0  # 0 = off
     sample.max_new_tokens = 128
     sample.stop = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Codex's HumanEval stops
-    sample.batch_size = 32  # sample rows decoded together (the n samples of a prompt share a prefill)
+    sample.batch_size = (
+        32  # sample rows decoded together (the n samples of a prompt share a prefill)
+    )
     sample.limit = 0  # complete only the first this many problems; 0 = all
 
     # --- execution.py / evaluation.py: running completions against the tests -----------------

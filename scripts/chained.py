@@ -20,8 +20,11 @@ from codex_jax.workdir import Workdir
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = cli.define_workdir_flag()
-_CHAIN_LENGTHS = flags.DEFINE_list("chain_lengths", ["1", "2", "4", "8"],
-                                   f"Blocks chained per docstring, each in 1..{len(chained.BLOCKS)}.")
+_CHAIN_LENGTHS = flags.DEFINE_list(
+    "chain_lengths",
+    ["1", "2", "4", "8"],
+    f"Blocks chained per docstring, each in 1..{len(chained.BLOCKS)}.",
+)
 _PER_LENGTH = flags.DEFINE_integer("per_length", 20, "Problems per chain length.")
 _PROBLEM_SEED = flags.DEFINE_integer("problem_seed", 0, "Seed of the generated problems.")
 
@@ -30,10 +33,17 @@ def main(argv: list[str]) -> None:
     del argv
     config = _CONFIG.value
     cli.log_progress()
-    results = chained.run(config, _WORKDIR.value, [int(k) for k in _CHAIN_LENGTHS.value],
-                          _PER_LENGTH.value, _PROBLEM_SEED.value)
+    results = chained.run(
+        config,
+        _WORKDIR.value,
+        [int(k) for k in _CHAIN_LENGTHS.value],
+        _PER_LENGTH.value,
+        _PROBLEM_SEED.value,
+    )
     for row in results:
-        rates = "  ".join(f"{key} {value:.4f}" for key, value in row.items() if key.startswith("pass@"))
+        rates = "  ".join(
+            f"{key} {value:.4f}" for key, value in row.items() if key.startswith("pass@")
+        )
         print(f"chain length {row['chain_length']:>2}: {row['problems']} problems  {rates}")
     print(f"report: {Workdir(_WORKDIR.value).chained}/chained.md")
 

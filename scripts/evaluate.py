@@ -19,8 +19,11 @@ from codex_jax.workdir import MODELS, Workdir, pass_at_k_path
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = cli.define_workdir_flag()
-_SAMPLES = flags.DEFINE_string("samples", None, "JSONL(.gz) of {task_id, completion}; default: the samples "
-                               "of the workdir's latest model")
+_SAMPLES = flags.DEFINE_string(
+    "samples",
+    None,
+    "JSONL(.gz) of {task_id, completion}; default: the samples of the workdir's latest model",
+)
 _MULTIHOST = cli.define_multihost_flag()
 
 
@@ -30,8 +33,10 @@ def default_samples(workdir: str) -> str:
     for path in candidates:
         if os.path.exists(path):
             return path
-    raise FileNotFoundError(f"no samples in {' or '.join(candidates)}: sample first "
-                            f"(scripts/sample.py --workdir={workdir}), or pass --samples=FILE")
+    raise FileNotFoundError(
+        f"no samples in {' or '.join(candidates)}: sample first "
+        f"(scripts/sample.py --workdir={workdir}), or pass --samples=FILE"
+    )
 
 
 def print_summary(results_file: str) -> None:

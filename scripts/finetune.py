@@ -25,11 +25,16 @@ def main(argv: list[str]) -> None:
     cli.start(_MULTIHOST.value)
     config, workdir = _CONFIG.value, _WORKDIR.value
     pipeline.run(config, workdir, ["finetune"])
-    losses = {model: finetune.body_loss(config, workdir, Workdir(workdir).checkpoint(model)) for model in MODELS}
+    losses = {
+        model: finetune.body_loss(config, workdir, Workdir(workdir).checkpoint(model))
+        for model in MODELS
+    }
     if distributed.is_main_process():
         for stage, loss in losses.items():
-            print(f"{stage:>9}: held-out function bodies {loss['val_loss']:.4f} nats/token, "
-                  f"{loss['val_bits_per_byte']:.4f} bits/byte")
+            print(
+                f"{stage:>9}: held-out function bodies {loss['val_loss']:.4f} nats/token, "
+                f"{loss['val_bits_per_byte']:.4f} bits/byte"
+            )
 
 
 if __name__ == "__main__":

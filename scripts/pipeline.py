@@ -17,8 +17,12 @@ from codex_jax import cli
 _CONFIG = cli.define_config_flag()
 _WORKDIR = cli.define_workdir_flag()
 _MULTIHOST = cli.define_multihost_flag()
-_STAGES = flags.DEFINE_string("stages", "all", "'all' or a comma-separated subset of: corpus, tokenizer, "
-                              "data, pretrain, functions, finetune, sample, execute, report")
+_STAGES = flags.DEFINE_string(
+    "stages",
+    "all",
+    "'all' or a comma-separated subset of: corpus, tokenizer, "
+    "data, pretrain, functions, finetune, sample, execute, report",
+)
 
 
 def main(argv: list[str]) -> None:

@@ -30,9 +30,11 @@ def main(argv: list[str]) -> None:
     meta = token_files.load_meta(data_dir)
     for split in token_files.SPLITS:
         counts = meta[split]
-        print(f"data: {os.path.join(data_dir, split + '.bin')}: {counts['n_documents']} documents, "
-              f"{counts['n_tokens']:,} tokens ({meta['dtype']}), "
-              f"{counts['n_bytes'] / max(counts['n_tokens'], 1):.2f} bytes/token")
+        print(
+            f"data: {os.path.join(data_dir, split + '.bin')}: {counts['n_documents']} documents, "
+            f"{counts['n_tokens']:,} tokens ({meta['dtype']}), "
+            f"{counts['n_bytes'] / max(counts['n_tokens'], 1):.2f} bytes/token"
+        )
 
 
 if __name__ == "__main__":

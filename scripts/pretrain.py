@@ -29,7 +29,9 @@ def main(argv: list[str]) -> None:
         return
     paths = Workdir(_WORKDIR.value)
     step = checkpoint.latest_step(paths.checkpoint("pretrain"))
-    print(f"pretrained {step} steps on {jax.device_count()} {jax.devices()[0].device_kind} device(s)")
+    print(
+        f"pretrained {step} steps on {jax.device_count()} {jax.devices()[0].device_kind} device(s)"
+    )
     print(f"  checkpoints: {paths.checkpoint('pretrain')}")
     print(f"  metrics:     {paths.training_log('pretrain')}")
 

@@ -23,8 +23,12 @@ from codex_jax import cli
 _CONFIG = cli.define_config_flag()
 _WORKDIR = cli.define_workdir_flag()
 _PROMPT = flags.DEFINE_string("prompt", None, "Print completions of this prompt instead.")
-_HF_CHECKPOINT = flags.DEFINE_string("hf_checkpoint", None, "Sample this Hugging Face save_pretrained folder "
-                                     "(GPT-2, GPT-NeoX, GPTBigCode) instead of the workdir's checkpoint.")
+_HF_CHECKPOINT = flags.DEFINE_string(
+    "hf_checkpoint",
+    None,
+    "Sample this Hugging Face save_pretrained folder "
+    "(GPT-2, GPT-NeoX, GPTBigCode) instead of the workdir's checkpoint.",
+)
 _MULTIHOST = cli.define_multihost_flag()
 
 
@@ -52,8 +56,10 @@ def main(argv: list[str]) -> None:
     completed = sampler.complete([_PROMPT.value], n=config.sample.n, seed=config.seed)[0]
     print(f"{len(completed)} completions from {source}:")
     for index, sample in enumerate(completed):
-        print(f"--- {index}: mean log-prob {sample.mean_log_prob:.3f}, {sample.num_tokens} tokens, "
-              f"{sample.finish_reason}\n{_PROMPT.value}{sample.text}")
+        print(
+            f"--- {index}: mean log-prob {sample.mean_log_prob:.3f}, {sample.num_tokens} tokens, "
+            f"{sample.finish_reason}\n{_PROMPT.value}{sample.text}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,10 @@ def main(argv: list[str]) -> None:
     pipeline.run(_CONFIG.value, paths.root, ["tokenizer"])
     path, val_path = paths.tokenizer, os.path.join(paths.corpus, "val.jsonl.gz")
     loaded = tokenizer.load_tokenizer(path)
-    print(f"tokenizer: {path} ({loaded.vocab_size} ids; "
-          f"{tokenizer.bytes_per_token(loaded, val_path):.2f} bytes/token on {val_path})")
+    print(
+        f"tokenizer: {path} ({loaded.vocab_size} ids; "
+        f"{tokenizer.bytes_per_token(loaded, val_path):.2f} bytes/token on {val_path})"
+    )
 
 
 if __name__ == "__main__":

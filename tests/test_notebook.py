@@ -26,8 +26,11 @@ def write_corpus(folder) -> None:
     """60 modules of small documented functions: the corpus and the fine-tuning pairs."""
     rng = np.random.default_rng(0)
     for i in range(60):
-        functions = [f'def scale_{i}_{j}(x):\n    """Return x times {k} plus {m}, as an integer."""\n'
-                     f'    return int(x * {k} + {m})\n' for j, (k, m) in enumerate(rng.integers(1, 9, (3, 2)))]
+        functions = [
+            f'def scale_{i}_{j}(x):\n    """Return x times {k} plus {m}, as an integer."""\n'
+            f"    return int(x * {k} + {m})\n"
+            for j, (k, m) in enumerate(rng.integers(1, 9, (3, 2)))
+        ]
         (folder / f"module_{i:02d}.py").write_text("\n\n".join(functions), encoding="utf-8")
 
 
@@ -36,23 +39,59 @@ def toy_overrides(tmp_path) -> dict:
     source.mkdir()
     write_corpus(source)
     problem_file = tmp_path / "problems.jsonl"
-    jsonl.write_jsonl(problem_file, [
-        {"task_id": "toy/0", "entry_point": "double", "canonical_solution": "    return 2 * x\n",
-         "prompt": 'def double(x):\n    """Return x times 2."""\n', "test": "def check(f):\n    assert f(3) == 6\n"},
-        {"task_id": "toy/1", "entry_point": "inc", "canonical_solution": "    return x + 1\n",
-         "prompt": 'def inc(x):\n    """Return x plus 1."""\n', "test": "def check(f):\n    assert f(3) == 4\n"}])
+    jsonl.write_jsonl(
+        problem_file,
+        [
+            {
+                "task_id": "toy/0",
+                "entry_point": "double",
+                "canonical_solution": "    return 2 * x\n",
+                "prompt": 'def double(x):\n    """Return x times 2."""\n',
+                "test": "def check(f):\n    assert f(3) == 6\n",
+            },
+            {
+                "task_id": "toy/1",
+                "entry_point": "inc",
+                "canonical_solution": "    return x + 1\n",
+                "prompt": 'def inc(x):\n    """Return x plus 1."""\n',
+                "test": "def check(f):\n    assert f(3) == 4\n",
+            },
+        ],
+    )
     return {
-        "corpus.sources": (str(source),), "corpus.n_workers": 1, "corpus.val_fraction": 0.2,
-        "tokenizer.vocab_size": 400, "data.n_workers": 1,
-        "model.n_layers": 1, "model.d_model": 32, "model.n_heads": 2, "model.d_ff": 64, "model.max_len": 128,
+        "corpus.sources": (str(source),),
+        "corpus.n_workers": 1,
+        "corpus.val_fraction": 0.2,
+        "tokenizer.vocab_size": 400,
+        "data.n_workers": 1,
+        "model.n_layers": 1,
+        "model.d_model": 32,
+        "model.n_heads": 2,
+        "model.d_ff": 64,
+        "model.max_len": 128,
         # batch 8: the rerun below happens in this process, on 8 devices
-        "train.steps": 8, "train.batch_size": 8, "train.seq_len": 64, "train.lr": 1e-2, "train.warmup_steps": 2,
-        "train.log_every": 2, "train.eval_every": 4, "train.eval_batches": 1, "train.peak_flops": 1e12,
-        "checkpoint.every_steps": 4, "functions.n_workers": 1,
-        "finetune.steps": 8, "finetune.lr": 1e-2, "finetune.warmup_steps": 2, "finetune.eval_every": 4,
+        "train.steps": 8,
+        "train.batch_size": 8,
+        "train.seq_len": 64,
+        "train.lr": 1e-2,
+        "train.warmup_steps": 2,
+        "train.log_every": 2,
+        "train.eval_every": 4,
+        "train.eval_batches": 1,
+        "train.peak_flops": 1e12,
+        "checkpoint.every_steps": 4,
+        "functions.n_workers": 1,
+        "finetune.steps": 8,
+        "finetune.lr": 1e-2,
+        "finetune.warmup_steps": 2,
+        "finetune.eval_every": 4,
         "finetune.eval_batches": 1,
-        "sample.n": N, "sample.max_new_tokens": 16, "sample.batch_size": 4,
-        "eval.k": (1, 2), "eval.n_workers": 1, "eval.problem_file": str(problem_file),
+        "sample.n": N,
+        "sample.max_new_tokens": 16,
+        "sample.batch_size": 4,
+        "eval.k": (1, 2),
+        "eval.n_workers": 1,
+        "eval.problem_file": str(problem_file),
     }
 
 
@@ -65,11 +104,15 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
     parameters[0].source = f"WORKDIR = {str(workdir)!r}\nREPO_URL = ''\nOVERRIDES = {overrides!r}"
     with monkeypatch.context() as patch:  # one CPU device in the kernel; this process keeps its 8
         patch.setenv("XLA_FLAGS", "")
-        nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": REPO}}).execute()
+        nbclient.NotebookClient(
+            notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": REPO}}
+        ).execute()
 
-    shown = "".join(output.get("data", {}).get("text/markdown", "") for cell in notebook.cells
-                    for output in cell.get("outputs", []))
+    shown = "".join(
+        output.get("data", {}).get("text/markdown", "")
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+    )
     assert "## Pass@k: pretrained vs fine-tuned (Codex-S)" in shown and "toy/0" in shown
     with open(workdir / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
@@ -81,8 +124,13 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
             expected = correctness.estimate_pass_at_k([N, N], correct, k).mean()
             assert metrics["evaluation"][model]["pass_at_k"][f"pass@{k}"] == pytest.approx(expected)
     # Fine-tuning on function bodies lowers the held-out loss on function bodies.
-    assert metrics["body_loss"]["finetune"]["val_loss"] < metrics["body_loss"]["pretrain"]["val_loss"]
-    assert metrics["training"]["pretrain"]["step"] == 8 and metrics["training"]["finetune"]["step"] == 8
+    assert (
+        metrics["body_loss"]["finetune"]["val_loss"] < metrics["body_loss"]["pretrain"]["val_loss"]
+    )
+    assert (
+        metrics["training"]["pretrain"]["step"] == 8
+        and metrics["training"]["finetune"]["step"] == 8
+    )
     assert set(metrics["timings"]) >= set(pipeline.NAMES) - {"report"}
     for name in os.listdir(workdir / "plots"):
         assert (workdir / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -93,8 +141,13 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
     config = tiny.get_config()
     config.update_from_flattened_dict(overrides)
     watched = [Workdir(workdir).samples(m) for m in MODELS] + [
-        str(workdir / "corpus" / "stats.json"), str(workdir / "tokenizer.model"), str(workdir / "data" / "meta.json"),
-        str(workdir / "sft" / "stats.json"), str(workdir / "metrics.jsonl"), str(workdir / "finetune_metrics.jsonl")]
+        str(workdir / "corpus" / "stats.json"),
+        str(workdir / "tokenizer.model"),
+        str(workdir / "data" / "meta.json"),
+        str(workdir / "sft" / "stats.json"),
+        str(workdir / "metrics.jsonl"),
+        str(workdir / "finetune_metrics.jsonl"),
+    ]
     before = {path: os.stat(path).st_mtime_ns for path in watched}
     pipeline.run(config, workdir, [stage for stage in pipeline.NAMES if stage != "report"])
     assert {path: os.stat(path).st_mtime_ns for path in watched} == before

@@ -21,7 +21,14 @@ def test_parse_stages_keeps_pipeline_order_and_rejects_unknown_names():
 def test_a_stage_runs_after_everything_it_needs_and_only_that():
     assert pipeline.with_needs(["tokenizer"]) == ("corpus", "tokenizer")
     assert pipeline.with_needs(["functions"]) == ("corpus", "functions")
-    assert pipeline.with_needs(["finetune"]) == ("corpus", "tokenizer", "data", "pretrain", "functions", "finetune")
+    assert pipeline.with_needs(["finetune"]) == (
+        "corpus",
+        "tokenizer",
+        "data",
+        "pretrain",
+        "functions",
+        "finetune",
+    )
     assert pipeline.with_needs(["report"]) == pipeline.NAMES
     for index, stage in enumerate(pipeline.STAGES):  # the table lists every stage after its needs
         assert all(pipeline.NAMES.index(need) < index for need in stage.needs), stage.name
@@ -29,18 +36,32 @@ def test_a_stage_runs_after_everything_it_needs_and_only_that():
 
 def test_run_builds_the_stages_needs_first_and_skips_the_rest(tmp_path, monkeypatch):
     built = []
-    table = tuple(pipeline.Stage(s.name, s.needs, s.writes, lambda config, w, name=s.name: built.append(name),
-                                 s.main_process_only) for s in pipeline.STAGES)
+    table = tuple(
+        pipeline.Stage(
+            s.name,
+            s.needs,
+            s.writes,
+            lambda config, w, name=s.name: built.append(name),
+            s.main_process_only,
+        )
+        for s in pipeline.STAGES
+    )
     monkeypatch.setattr(pipeline, "BY_NAME", {s.name: s for s in table})
     pipeline.run(tiny.get_config(), tmp_path, ["data"])
     assert built == ["corpus", "tokenizer", "data"]
-    assert set(jsonl.read_json(workdir.Workdir(tmp_path).timings)) == {"corpus", "tokenizer", "data"}
+    assert set(jsonl.read_json(workdir.Workdir(tmp_path).timings)) == {
+        "corpus",
+        "tokenizer",
+        "data",
+    }
 
 
 def test_a_stage_run_alone_names_the_missing_artifact_and_the_stage_that_makes_it(tmp_path):
     from codex_jax.data import token_files
 
-    with pytest.raises(FileNotFoundError, match=r"tokenizer.model: not found; the 'tokenizer' stage makes it"):
+    with pytest.raises(
+        FileNotFoundError, match=r"tokenizer.model: not found; the 'tokenizer' stage makes it"
+    ):
         token_files.ensure_data(tiny.get_config(), tmp_path)
 
 
@@ -58,15 +79,29 @@ class FakeSampler:
         if self.fail_on is not None and len(self.calls) == self.fail_on:
             raise Interrupted()
         self.calls.append(list(prompts))
-        return [[completions.Completion(f"{p}|{seed}|{j}", -0.5, 3, "stop") for j in range(n)] for p in prompts]
+        return [
+            [completions.Completion(f"{p}|{seed}|{j}", -0.5, 3, "stop") for j in range(n)]
+            for p in prompts
+        ]
 
 
 @pytest.fixture
 def sampling_setup(tmp_path, monkeypatch):
     """A 10-problem file, a config that samples it in chunks of 4 problems, a fake checkpoint."""
     problem_file = tmp_path / "problems.jsonl"
-    jsonl.write_jsonl(problem_file, [{"task_id": f"t/{i}", "prompt": f"p{i}", "entry_point": "f", "test": "",
-                                      "canonical_solution": ""} for i in range(10)])
+    jsonl.write_jsonl(
+        problem_file,
+        [
+            {
+                "task_id": f"t/{i}",
+                "prompt": f"p{i}",
+                "entry_point": "f",
+                "test": "",
+                "canonical_solution": "",
+            }
+            for i in range(10)
+        ],
+    )
     config = tiny.get_config()
     config.eval.problem_file = str(problem_file)
     config.sample.n, config.sample.batch_size = 2, 2  # 1 prompt per batch, 4 batches per chunk
@@ -76,13 +111,21 @@ def sampling_setup(tmp_path, monkeypatch):
 
 def run_sampling(config, workdir, monkeypatch, fail_on=None):
     calls = []
-    monkeypatch.setattr(completions, "load_sampler", lambda *args, **kwargs: FakeSampler(calls, fail_on))
-    path = samples.ensure_samples(config, workdir, checkpoint_dir=str(workdir / "ckpt"),
-                                  path=str(workdir / "samples" / "m.jsonl"))
+    monkeypatch.setattr(
+        completions, "load_sampler", lambda *args, **kwargs: FakeSampler(calls, fail_on)
+    )
+    path = samples.ensure_samples(
+        config,
+        workdir,
+        checkpoint_dir=str(workdir / "ckpt"),
+        path=str(workdir / "samples" / "m.jsonl"),
+    )
     return path, calls
 
 
-def test_killed_sampling_resumes_after_its_last_chunk_and_matches_an_uninterrupted_run(sampling_setup, monkeypatch):
+def test_killed_sampling_resumes_after_its_last_chunk_and_matches_an_uninterrupted_run(
+    sampling_setup, monkeypatch
+):
     config, tmp_path = sampling_setup
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -92,7 +135,9 @@ def test_killed_sampling_resumes_after_its_last_chunk_and_matches_an_uninterrupt
     with pytest.raises(Interrupted):  # killed while sampling the second chunk
         run_sampling(config, tmp_path / "b", monkeypatch, fail_on=1)
     partial = tmp_path / "b" / "samples" / "m.jsonl.partial"
-    assert [r["task_id"] for r in jsonl.read_jsonl(partial)] == [f"t/{i}" for i in range(4) for _ in range(2)]
+    assert [r["task_id"] for r in jsonl.read_jsonl(partial)] == [
+        f"t/{i}" for i in range(4) for _ in range(2)
+    ]
     with open(partial, "a", encoding="utf-8") as f:
         f.write('{"task_id": "t/4", "compl')  # a line the kill cut short
 
@@ -101,7 +146,9 @@ def test_killed_sampling_resumes_after_its_last_chunk_and_matches_an_uninterrupt
     assert open(resumed).read() == open(whole).read()
     assert not partial.exists()
     records = list(jsonl.read_jsonl(whole))
-    assert len(records) == 20 and len({r["completion"].split("|")[1] for r in records}) == 3  # a seed per chunk
+    assert (
+        len(records) == 20 and len({r["completion"].split("|")[1] for r in records}) == 3
+    )  # a seed per chunk
 
     _, calls = run_sampling(config, tmp_path / "b", monkeypatch)  # complete: nothing to do
     assert calls == []

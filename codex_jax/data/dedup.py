@@ -13,7 +13,8 @@ Every hash is stable across processes and runs, so workers can hash and the pare
 import collections
 import re
 import zlib
-from typing import Any, Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,6 +32,7 @@ _SPREAD = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier that spreads 32-bit ha
 
 
 # --- tokens and n-grams ---------------------------------------------------------------------------
+
 
 def token_hashes(text: str) -> tuple[list[str], np.ndarray]:
     """The code tokens of `text` and their hashes, (T,) uint64.
@@ -53,11 +55,12 @@ def ngram_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
         return np.empty(0, np.uint64)
     windows = hashes[:count].copy()
     for offset in range(1, n):  # uint64 arithmetic wraps around, which is the modulus we want
-        windows = windows * _HASH_BASE + hashes[offset:offset + count]
+        windows = windows * _HASH_BASE + hashes[offset : offset + count]
     return windows
 
 
 # --- near duplicates: MinHash and LSH -------------------------------------------------------------
+
 
 def minhash_parameters(num_perm: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Multiply-shift hash functions h(x) = (a*x + b) mod 2^64 >> 32: a odd, each (num_perm,) uint64."""
@@ -70,10 +73,12 @@ def minhash_parameters(num_perm: int, seed: int = 0) -> tuple[np.ndarray, np.nda
 def minhash_signature(shingles: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """MinHash of a set of 64-bit shingle hashes (S,), repeats allowed, under each hash: (P,) uint32."""
     keys = np.sort((shingles ^ (shingles >> np.uint64(32))) & np.uint64(0xFFFFFFFF))  # 32-bit keys
-    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]  # distinct (np.unique hashes: slower)
+    keys = keys[
+        np.concatenate([[True], keys[1:] != keys[:-1]])
+    ]  # distinct (np.unique hashes: slower)
     signature = np.full(len(a), 0xFFFFFFFF, np.uint64)
     for start in range(0, len(keys), 1024):  # (1024, P) blocks, updated in place, stay in cache
-        block = np.multiply(keys[start:start + 1024, None], a)
+        block = np.multiply(keys[start : start + 1024, None], a)
         block += b
         block >>= np.uint64(32)
         np.minimum(signature, block.min(axis=0), out=signature)
@@ -104,7 +109,7 @@ class NearDuplicateIndex:
 
     def _keys(self, signature: np.ndarray) -> list[int]:
         """One bucket key per band: a hash of the band's index and its `rows` values."""
-        bands = signature[:self.bands * self.rows].reshape(self.bands, self.rows).astype(np.uint64)
+        bands = signature[: self.bands * self.rows].reshape(self.bands, self.rows).astype(np.uint64)
         keys = np.arange(self.bands, dtype=np.uint64)  # equal values in different bands differ
         for column in bands.T:
             keys = keys * _HASH_BASE + column
@@ -113,8 +118,11 @@ class NearDuplicateIndex:
     def query(self, signature: np.ndarray) -> tuple[int, float] | None:
         """(id, estimated Jaccard) of the most similar kept file at or above threshold, or None."""
         candidates = {i for key in self._keys(signature) for i in self._buckets.get(key, ())}
-        best = max(((i, float(np.mean(self._signatures[i] == signature))) for i in sorted(candidates)),
-                   key=lambda pair: pair[1], default=None)
+        best = max(
+            ((i, float(np.mean(self._signatures[i] == signature))) for i in sorted(candidates)),
+            key=lambda pair: pair[1],
+            default=None,
+        )
         return best if best is not None and best[1] >= self.threshold else None
 
     def add(self, signature: np.ndarray) -> int:
@@ -128,6 +136,7 @@ class NearDuplicateIndex:
 
 class Duplicate(NamedTuple):
     """Why a file copies one kept earlier."""
+
     reason: str  # "exact_duplicate" or "near_duplicate"
     similar_to: str | None = None  # near duplicates: the kept file's path
     jaccard_estimate: float | None = None  # near duplicates: MinHash estimate
@@ -160,13 +169,15 @@ class Deduplicator:
 
 # --- decontamination: evaluation-problem n-grams --------------------------------------------------
 
+
 def _line_key(line: str) -> str:
     """A line as its code tokens: `#assert True, "x"` and `assert True, 'x'` are the same line."""
     return " ".join(CODE_TOKEN.findall(line))
 
 
-def problem_ngrams(problems: Iterable[Mapping[str, Any]],
-                   n: int) -> tuple[dict[int, tuple[str, ...]], dict[str, int]]:
+def problem_ngrams(
+    problems: Iterable[Mapping[str, Any]], n: int
+) -> tuple[dict[int, tuple[str, ...]], dict[str, int]]:
     """Hashes of the `n`-token n-grams of each problem's prompt + canonical_solution and of its
     test, mapped to the task ids they occur in.
 
@@ -179,12 +190,15 @@ def problem_ngrams(problems: Iterable[Mapping[str, Any]],
     """
     problems = list(problems)
     line_counts = collections.Counter(
-        key for p in problems for key in {_line_key(line) for line in p["test"].split("\n")})
+        key for p in problems for key in {_line_key(line) for line in p["test"].split("\n")}
+    )
     common_lines = {key for key, count in line_counts.items() if count > DECONTAM_MAX_PROBLEMS}
     owners: dict[int, set[str]] = collections.defaultdict(set)
     numeric_only: set[int] = set()
     for problem in problems:
-        test = "\n".join(line for line in problem["test"].split("\n") if _line_key(line) not in common_lines)
+        test = "\n".join(
+            line for line in problem["test"].split("\n") if _line_key(line) not in common_lines
+        )
         for text in (problem["prompt"] + problem.get("canonical_solution", ""), test):
             tokens, hashes = token_hashes(text)
             numbers = np.cumsum([0] + [token.isdigit() for token in tokens])
@@ -193,14 +207,21 @@ def problem_ngrams(problems: Iterable[Mapping[str, Any]],
                 if numbers[start + n] - numbers[start] == n:
                     numeric_only.add(key)
     common = {key for key, tasks in owners.items() if len(tasks) > DECONTAM_MAX_PROBLEMS}
-    kept = {key: tuple(sorted(tasks)) for key, tasks in owners.items()
-            if key not in common and key not in numeric_only}
-    return kept, {"common_test_lines": len(common_lines), "common_ngrams": len(common),
-                  "numeric_ngrams": len(numeric_only - common)}
+    kept = {
+        key: tuple(sorted(tasks))
+        for key, tasks in owners.items()
+        if key not in common and key not in numeric_only
+    }
+    return kept, {
+        "common_test_lines": len(common_lines),
+        "common_ngrams": len(common),
+        "numeric_ngrams": len(numeric_only - common),
+    }
 
 
 class Contamination(NamedTuple):
     """What a text shares with the evaluation problems."""
+
     problems: tuple[str, ...]  # task ids of every shared n-gram, sorted
     ngram: str  # the first shared n-gram of the text, its tokens joined by spaces
 
@@ -236,7 +257,7 @@ class ProblemIndex:
             return None
         owners = {task for key in np.unique(ngrams[shared]).tolist() for task in self._owners[key]}
         first = int(shared[0])
-        return Contamination(tuple(sorted(owners)), " ".join(tokens[first:first + self.n]))
+        return Contamination(tuple(sorted(owners)), " ".join(tokens[first : first + self.n]))
 
     def shared_problems(self, text: str) -> tuple[str, ...]:
         """Task ids (sorted) of the problems `text` shares an n-gram with; () when none."""

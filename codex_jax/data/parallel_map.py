@@ -13,7 +13,8 @@ import multiprocessing
 import os
 import pickle
 import tempfile
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -48,9 +49,16 @@ def _apply(function: Callable[[Item], Result], chunk: list[Item]) -> list[Result
     return [function(item) for item in chunk]
 
 
-def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], *, n_workers: int,
-                chunk_size: int, initializer: Callable[..., None] | None = None, initargs: tuple = (),
-                in_flight_per_worker: int = 4) -> Iterator[Result]:
+def ordered_map(
+    function: Callable[[Item], Result],
+    items: Iterable[Item],
+    *,
+    n_workers: int,
+    chunk_size: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
+    in_flight_per_worker: int = 4,
+) -> Iterator[Result]:
     """`function(item)` for each of `items`, computed on `n_workers` processes, yielded in input order.
 
     Items travel to the workers in chunks of `chunk_size`; at most `in_flight_per_worker *
@@ -84,12 +92,18 @@ def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], *, n_
     with tempfile.TemporaryDirectory(prefix="ordered_map_") as scratch:
         worker_initializer, worker_initargs = None, ()
         if initializer is not None:
-            worker_initializer, worker_initargs = _start_worker, (os.path.join(scratch, "initializer.pkl"),)
+            worker_initializer, worker_initargs = (
+                _start_worker,
+                (os.path.join(scratch, "initializer.pkl"),),
+            )
             with open(worker_initargs[0], "wb") as f:
                 pickle.dump((initializer, initargs), f)
         pool = concurrent.futures.ProcessPoolExecutor(
-            n_workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=worker_initializer, initargs=worker_initargs)
+            n_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=worker_initializer,
+            initargs=worker_initargs,
+        )
         try:
             in_flight: collections.deque[concurrent.futures.Future] = collections.deque()
             for chunk in _chunks(items, chunk_size):
@@ -100,4 +114,3 @@ def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], *, n_
                 yield from in_flight.popleft().result()
         finally:  # also when the consumer stops early: queued chunks are dropped, not computed
             pool.shutdown(wait=True, cancel_futures=True)
-

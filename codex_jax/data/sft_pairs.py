@@ -41,7 +41,7 @@ BUILTIN_NAMES = frozenset(dir(builtins))
 # Examples run as doctest runs them (compiled in "single" mode, stdout captured, compared by
 # doctest's OutputChecker), but without DocTestRunner, whose pdb and sys.settrace handling the
 # sandbox refuses.
-DOCTEST_CHECK = '''
+DOCTEST_CHECK = """
 
 def check(candidate):
     import doctest, io, sys, traceback
@@ -63,7 +63,7 @@ def check(candidate):
         else:
             assert raised is not None and checker.check_output(example.exc_msg, raised, flags), \\
                 f"{example.source.strip()} did not raise {example.exc_msg.strip()}"
-'''
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,9 @@ def _import_lines(module: ast.Module) -> dict[str, str]:
                 if alias.name == "*":
                     continue
                 suffix = f" as {alias.asname}" if alias.asname else ""
-                bound[alias.asname or alias.name] = f"from {node.module} import {alias.name}{suffix}"
+                bound[alias.asname or alias.name] = (
+                    f"from {node.module} import {alias.name}{suffix}"
+                )
     return bound
 
 
@@ -105,7 +107,8 @@ def _free_names(function: ast.FunctionDef) -> set[str] | None:
             bound.add(arg.arg)
     for node in ast.walk(function):
         if node is not function and isinstance(
-                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Global, ast.Nonlocal)):
+            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Global, ast.Nonlocal)
+        ):
             return None
         if isinstance(node, ast.Name):
             (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
@@ -135,7 +138,9 @@ def _is_trivial(statements: list[ast.stmt]) -> bool:
     return False
 
 
-def extract_functions(path: str, source: str, limits: Limits = Limits()) -> tuple[list[dict[str, Any]], collections.Counter]:
+def extract_functions(
+    path: str, source: str, limits: Limits = Limits()
+) -> tuple[list[dict[str, Any]], collections.Counter]:
     """Qualifying functions of one file as problems, and a count of why the others were dropped.
 
     Each problem: {task_id ("<path>:<name>"), prompt, completion, entry_point, test, has_doctest}.
@@ -178,48 +183,63 @@ def extract_functions(path: str, source: str, limits: Limits = Limits()) -> tupl
         if not free <= imports.keys():
             dropped["not_standalone"] += 1
             continue
-        completion = "".join(lines[docstring_end:node.end_lineno])
+        completion = "".join(lines[docstring_end : node.end_lineno])
         if len(completion.splitlines()) > limits.max_body_lines:
             dropped["long_body"] += 1
             continue
         header = "".join(imports[name] + "\n" for name in sorted(free))
-        prompt = (header + "\n\n" if header else "") + "".join(lines[node.lineno - 1:docstring_end])
+        prompt = (header + "\n\n" if header else "") + "".join(
+            lines[node.lineno - 1 : docstring_end]
+        )
         if len(prompt) + len(completion) > limits.max_chars:
             dropped["too_long"] += 1
             continue
         if not completion.endswith("\n"):
             completion += "\n"
         has_doctest = ">>>" in docstring
-        problems.append({
-            "task_id": f"{path}:{node.name}",
-            "prompt": prompt,
-            "completion": completion,
-            "entry_point": node.name,
-            "test": DOCTEST_CHECK if has_doctest else "",
-            "has_doctest": has_doctest,
-        })
+        problems.append(
+            {
+                "task_id": f"{path}:{node.name}",
+                "prompt": prompt,
+                "completion": completion,
+                "entry_point": node.name,
+                "test": DOCTEST_CHECK if has_doctest else "",
+                "has_doctest": has_doctest,
+            }
+        )
     return problems, dropped
 
 
-def _extract_record(record: dict[str, Any], limits: Limits) -> tuple[list[dict[str, Any]], collections.Counter]:
+def _extract_record(
+    record: dict[str, Any], limits: Limits
+) -> tuple[list[dict[str, Any]], collections.Counter]:
     return extract_functions(record["path"], record["content"], limits)
 
-def verify_doctests(problems: list[dict[str, Any]], timeout: float, n_workers: int = 0) -> list[bool]:
+
+def verify_doctests(
+    problems: list[dict[str, Any]], timeout: float, n_workers: int = 0
+) -> list[bool]:
     """Runs each problem's doctest `check` on its own completion in the sandboxed executor."""
     from codex_jax.sandbox import (
         executor,  # starts no JAX; workers only when there is something to run
     )
 
-    jobs = [executor.Job(i, p, p["completion"], timeout) for i, p in enumerate(problems) if p["test"]]
+    jobs = [
+        executor.Job(i, p, p["completion"], timeout) for i, p in enumerate(problems) if p["test"]
+    ]
     verified = [False] * len(problems)
     if jobs:
         with executor.ExecutorPool(n_workers=n_workers) as pool:
-            for job, result in tqdm.tqdm(pool.run(jobs), total=len(jobs), desc="doctests", unit="fn"):
+            for job, result in tqdm.tqdm(
+                pool.run(jobs), total=len(jobs), desc="doctests", unit="fn"
+            ):
                 verified[job.key] = result["passed"]
     return verified
 
 
-def build_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
+def build_functions(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike
+) -> dict[str, Any]:
     """Extracts, filters, deduplicates, decontaminates and verifies functions of the corpus.
 
     Writes W/sft/{train,val}.jsonl and, last, W/sft/stats.json; returns the stats.
@@ -237,17 +257,27 @@ def build_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLik
     out_dir = paths.sft
     os.makedirs(out_dir, exist_ok=True)
     seen: set[bytes] = set()
-    stats: dict[str, Any] = {"dropped": collections.Counter(), "splits": {}, "decontaminated_by": collections.Counter()}
+    stats: dict[str, Any] = {
+        "dropped": collections.Counter(),
+        "splits": {},
+        "decontaminated_by": collections.Counter(),
+    }
     for split in ("train", "val"):
         kept = []
         records = jsonl.read_jsonl(os.path.join(corpus_dir, f"{split}.jsonl.gz"))
-        extracted = parallel_map.ordered_map(functools.partial(_extract_record, limits=limits), records,
-                                         n_workers=settings.n_workers, chunk_size=8)
+        extracted = parallel_map.ordered_map(
+            functools.partial(_extract_record, limits=limits),
+            records,
+            n_workers=settings.n_workers,
+            chunk_size=8,
+        )
         extracted = tqdm.tqdm(extracted, desc=f"functions {split}", unit="file")
         for found, dropped in extracted:
             stats["dropped"].update(dropped)
             for problem in found:
-                key = hashlib.blake2b((problem["prompt"] + problem["completion"]).encode(), digest_size=16).digest()
+                key = hashlib.blake2b(
+                    (problem["prompt"] + problem["completion"]).encode(), digest_size=16
+                ).digest()
                 if key in seen:
                     stats["dropped"]["duplicate"] += 1
                     continue
@@ -258,16 +288,28 @@ def build_functions(config: ml_collections.ConfigDict, workdir: str | os.PathLik
                     stats["decontaminated_by"].update(shared)
                     continue
                 kept.append(problem)
-        verified = verify_doctests(kept, config.eval.timeout, config.eval.n_workers) \
-            if settings.verify_doctests else [False] * len(kept)
+        verified = (
+            verify_doctests(kept, config.eval.timeout, config.eval.n_workers)
+            if settings.verify_doctests
+            else [False] * len(kept)
+        )
         for problem, ok in zip(kept, verified):
             problem["verified"] = ok
         jsonl.write_jsonl(os.path.join(out_dir, f"{split}.jsonl"), kept)
         with_doctest = sum(p["has_doctest"] for p in kept)
-        stats["splits"][split] = {"functions": len(kept), "with_doctest": with_doctest,
-                                  "doctest_verified": sum(verified), "doctest_failed": with_doctest - sum(verified)}
-        logging.info("functions %s: %d kept, %d with doctests, %d verified", split, len(kept), with_doctest,
-                     sum(verified))
+        stats["splits"][split] = {
+            "functions": len(kept),
+            "with_doctest": with_doctest,
+            "doctest_verified": sum(verified),
+            "doctest_failed": with_doctest - sum(verified),
+        }
+        logging.info(
+            "functions %s: %d kept, %d with doctests, %d verified",
+            split,
+            len(kept),
+            with_doctest,
+            sum(verified),
+        )
     stats["limits"] = dataclasses.asdict(limits)
     stats["elapsed_s"] = round(time.perf_counter() - start, 1)
     jsonl.write_json_atomically(os.path.join(out_dir, "stats.json"), stats)

@@ -9,18 +9,27 @@ order. Every source yields `Document`s as a stream: nothing is read before it is
 import importlib.util
 import os
 import sysconfig
-from typing import Any, Iterator, Mapping, NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
 
 from codex_jax import jsonl
 
 SKIPPED_DIRS = ("site-packages", "dist-packages", "__pycache__")  # plus hidden ".*" folders
-PATH_FIELDS = ("path", "max_stars_repo_path", "max_issues_repo_path", "max_forks_repo_path",
-               "file_path", "filepath", "filename")
+PATH_FIELDS = (
+    "path",
+    "max_stars_repo_path",
+    "max_issues_repo_path",
+    "max_forks_repo_path",
+    "file_path",
+    "filepath",
+    "filename",
+)
 REPO_FIELDS = ("repo_name", "max_stars_repo_name", "max_issues_repo_name", "max_forks_repo_name")
 
 
 class Document(NamedTuple):
     """One candidate file: `file` to read from disk (folders, packages) or `content` (datasets)."""
+
     path: str  # the record's path in the corpus
     file: str | None
     content: str | None
@@ -45,11 +54,17 @@ def _record_document(record: Mapping[str, Any], source: str, row: int) -> Docume
     """A dataset row as a Document; `row` is 1-based and names the row when it has no path."""
     content = record.get("content")
     if not isinstance(content, str):
-        raise ValueError(f"corpus source {source}: row {row}: expected a string field 'content' "
-                         f"(the file's code), got {type(content).__name__}")
-    path = next((record[f] for f in PATH_FIELDS if isinstance(record.get(f), str) and record[f]),
-                f"{source}:{row}")
-    repo = next((record[f] for f in REPO_FIELDS if isinstance(record.get(f), str) and record[f]), None)
+        raise ValueError(
+            f"corpus source {source}: row {row}: expected a string field 'content' "
+            f"(the file's code), got {type(content).__name__}"
+        )
+    path = next(
+        (record[f] for f in PATH_FIELDS if isinstance(record.get(f), str) and record[f]),
+        f"{source}:{row}",
+    )
+    repo = next(
+        (record[f] for f in REPO_FIELDS if isinstance(record.get(f), str) and record[f]), None
+    )
     return Document(f"{repo}/{path}" if repo else path, None, content)
 
 
@@ -62,8 +77,9 @@ def _parquet_documents(source: str) -> Iterator[Document]:
     try:
         import pyarrow.parquet
     except ImportError:
-        raise ImportError(f"corpus source {source}: reading parquet needs pyarrow "
-                          "(pip install pyarrow)") from None
+        raise ImportError(
+            f"corpus source {source}: reading parquet needs pyarrow (pip install pyarrow)"
+        ) from None
     parquet_file = pyarrow.parquet.ParquetFile(source)
     names = parquet_file.schema_arrow.names
     if "content" not in names:
@@ -86,11 +102,14 @@ def _package_documents(name: str) -> Iterator[Document] | None:
         return None
     if spec.submodule_search_locations:  # a package: walk its folder(s), names start with it
         folders = sorted(spec.submodule_search_locations)
-        return (d for folder in folders for d in _walk_python_files(folder, os.path.dirname(folder)))
+        return (
+            d for folder in folders for d in _walk_python_files(folder, os.path.dirname(folder))
+        )
     if spec.origin and spec.origin.endswith(".py"):
         return iter([Document(os.path.basename(spec.origin), spec.origin, None)])
-    raise ValueError(f"corpus source {name!r}: installed module has no Python source "
-                     f"(origin {spec.origin!r})")
+    raise ValueError(
+        f"corpus source {name!r}: installed module has no Python source (origin {spec.origin!r})"
+    )
 
 
 def open_source(source: str) -> Iterator[Document]:
@@ -110,10 +129,14 @@ def open_source(source: str) -> Iterator[Document]:
             return _parquet_documents(source)
         if source.endswith(".py"):
             return iter([Document(os.path.basename(source), source, None)])
-        raise ValueError(f"corpus source {source!r}: a file must be .py, .jsonl, .jsonl.gz or "
-                         ".parquet (with a 'content' field)")
+        raise ValueError(
+            f"corpus source {source!r}: a file must be .py, .jsonl, .jsonl.gz or "
+            ".parquet (with a 'content' field)"
+        )
     documents = _package_documents(source)
     if documents is None:
-        raise ValueError(f"corpus source {source!r}: expected a folder, a .py/.jsonl/.jsonl.gz/"
-                         ".parquet file, or the name of an installed package; found none of these")
+        raise ValueError(
+            f"corpus source {source!r}: expected a folder, a .py/.jsonl/.jsonl.gz/"
+            ".parquet file, or the name of an installed package; found none of these"
+        )
     return documents

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import ml_collections
 import numpy as np
@@ -66,8 +66,13 @@ def _lines(jsonl_path: str, progress: tqdm.tqdm) -> Iterator[str]:
         progress.update(raw.tell() - progress.n)
 
 
-def encode_split(jsonl_path: str | os.PathLike, bin_path: str | os.PathLike, tokenizer_path: str | os.PathLike,
-                 dtype: np.dtype, n_workers: int) -> dict[str, int]:
+def encode_split(
+    jsonl_path: str | os.PathLike,
+    bin_path: str | os.PathLike,
+    tokenizer_path: str | os.PathLike,
+    dtype: np.dtype,
+    n_workers: int,
+) -> dict[str, int]:
     """Encodes a corpus split into a token file, streaming, on `n_workers` processes (0 = every core).
 
     Documents keep their order (encoded in parallel, written in order; parallel.ordered_map reads
@@ -79,12 +84,24 @@ def encode_split(jsonl_path: str | os.PathLike, bin_path: str | os.PathLike, tok
     """
     jsonl_path, bin_path = os.fspath(jsonl_path), os.fspath(bin_path)
     counts = {"n_tokens": 0, "n_documents": 0, "n_bytes": 0}
-    with jsonl.atomic_path(bin_path) as temp_path, \
-            tqdm.tqdm(total=os.path.getsize(jsonl_path), unit="B", unit_scale=True,
-                      desc=f"encode {os.path.basename(jsonl_path)}") as progress, open(temp_path, "wb") as out:
-        for ids, n_bytes in parallel_map.ordered_map(_encode_line, _lines(jsonl_path, progress), n_workers=n_workers,
-                                                 chunk_size=_CHUNK_DOCUMENTS, initializer=_init_worker,
-                                                 initargs=(os.fspath(tokenizer_path),)):
+    with (
+        jsonl.atomic_path(bin_path) as temp_path,
+        tqdm.tqdm(
+            total=os.path.getsize(jsonl_path),
+            unit="B",
+            unit_scale=True,
+            desc=f"encode {os.path.basename(jsonl_path)}",
+        ) as progress,
+        open(temp_path, "wb") as out,
+    ):
+        for ids, n_bytes in parallel_map.ordered_map(
+            _encode_line,
+            _lines(jsonl_path, progress),
+            n_workers=n_workers,
+            chunk_size=_CHUNK_DOCUMENTS,
+            initializer=_init_worker,
+            initargs=(os.fspath(tokenizer_path),),
+        ):
             out.write(ids.astype(dtype).tobytes())
             counts["n_tokens"] += len(ids)
             counts["n_documents"] += 1
@@ -92,8 +109,13 @@ def encode_split(jsonl_path: str | os.PathLike, bin_path: str | os.PathLike, tok
             progress.set_postfix(tokens=counts["n_tokens"], refresh=False)
     return counts
 
-def encode_corpus(corpus_dir: str | os.PathLike, tokenizer_path: str | os.PathLike, data_dir: str | os.PathLike,
-                  n_workers: int = 0) -> str:
+
+def encode_corpus(
+    corpus_dir: str | os.PathLike,
+    tokenizer_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    n_workers: int = 0,
+) -> str:
     """Encodes `corpus_dir/{train,val}.jsonl.gz` into `data_dir` on `n_workers` processes (0 = every
     core); meta.json is written last."""
     data_dir = os.fspath(data_dir)
@@ -103,16 +125,32 @@ def encode_corpus(corpus_dir: str | os.PathLike, tokenizer_path: str | os.PathLi
         os.remove(meta_path)  # the old marker must not vouch for files being rewritten
     tokenizer = tokenizer_lib.load_tokenizer(tokenizer_path)
     dtype = token_dtype(tokenizer.vocab_size)
-    meta = {"dtype": dtype.name, "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eod_id,
-            "pad_id": tokenizer.pad_id, "tokenizer_sha256": _file_sha256(tokenizer_path)}
+    meta = {
+        "dtype": dtype.name,
+        "vocab_size": tokenizer.vocab_size,
+        "eod_id": tokenizer.eod_id,
+        "pad_id": tokenizer.pad_id,
+        "tokenizer_sha256": _file_sha256(tokenizer_path),
+    }
     for split in SPLITS:
         start = time.perf_counter()
-        meta[split] = counts = encode_split(os.path.join(corpus_dir, f"{split}.jsonl.gz"),
-                                            os.path.join(data_dir, f"{split}.bin"), tokenizer_path, dtype, n_workers)
+        meta[split] = counts = encode_split(
+            os.path.join(corpus_dir, f"{split}.jsonl.gz"),
+            os.path.join(data_dir, f"{split}.bin"),
+            tokenizer_path,
+            dtype,
+            n_workers,
+        )
         seconds = time.perf_counter() - start
-        logging.info("data: %s: %d documents, %d tokens, %.2f bytes/token, %.1f s (%.1f MB/s)", split,
-                     counts["n_documents"], counts["n_tokens"], counts["n_bytes"] / max(counts["n_tokens"], 1),
-                     seconds, counts["n_bytes"] / 1e6 / max(seconds, 1e-9))
+        logging.info(
+            "data: %s: %d documents, %d tokens, %.2f bytes/token, %.1f s (%.1f MB/s)",
+            split,
+            counts["n_documents"],
+            counts["n_tokens"],
+            counts["n_bytes"] / max(counts["n_tokens"], 1),
+            seconds,
+            counts["n_bytes"] / 1e6 / max(seconds, 1e-9),
+        )
     jsonl.write_json_atomically(meta_path, meta)
     return data_dir
 
@@ -121,7 +159,9 @@ def prepare_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) 
     """Encodes the corpus with the tokenizer (the stages before this one); returns `<workdir>/data`."""
     paths = Workdir(workdir)
     require(os.path.join(paths.corpus, "stats.json"), "corpus")
-    return encode_corpus(paths.corpus, require(paths.tokenizer, "tokenizer"), paths.data, config.data.n_workers)
+    return encode_corpus(
+        paths.corpus, require(paths.tokenizer, "tokenizer"), paths.data, config.data.n_workers
+    )
 
 
 def ensure_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
@@ -132,7 +172,11 @@ def ensure_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -
     if os.path.exists(os.path.join(data_dir, "meta.json")):
         if load_meta(data_dir).get("tokenizer_sha256") == _file_sha256(tokenizer_path):
             return data_dir
-        logging.info("data: %s was encoded with another tokenizer than %s; encoding again", data_dir, tokenizer_path)
+        logging.info(
+            "data: %s was encoded with another tokenizer than %s; encoding again",
+            data_dir,
+            tokenizer_path,
+        )
     return prepare_data(config, workdir)
 
 
@@ -145,8 +189,10 @@ def load_meta(data_dir: str | os.PathLike) -> dict:
     """meta.json of complete token data (see the module docstring for its fields)."""
     path = os.path.join(os.fspath(data_dir), "meta.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: not found, the token data is incomplete; the 'data' stage makes it "
-                                "(scripts/prepare_data.py)")
+        raise FileNotFoundError(
+            f"{path}: not found, the token data is incomplete; the 'data' stage makes it "
+            "(scripts/prepare_data.py)"
+        )
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -156,16 +202,24 @@ def load_tokens(data_dir: str | os.PathLike, split: str) -> np.memmap:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     meta = load_meta(data_dir)
-    return np.memmap(os.path.join(os.fspath(data_dir), f"{split}.bin"), dtype=meta["dtype"], mode="r",
-                     shape=(meta[split]["n_tokens"],))
+    return np.memmap(
+        os.path.join(os.fspath(data_dir), f"{split}.bin"),
+        dtype=meta["dtype"],
+        mode="r",
+        shape=(meta[split]["n_tokens"],),
+    )
 
 
 def _num_windows(tokens: np.ndarray, seq_len: int, batch_size: int, process_count: int) -> int:
     if batch_size % process_count:
-        raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by process_count {process_count}"
+        )
     n_windows = (len(tokens) - 1) // seq_len
     if n_windows < 1:
-        raise ValueError(f"the split has {len(tokens)} tokens, fewer than one window of seq_len + 1 = {seq_len + 1}")
+        raise ValueError(
+            f"the split has {len(tokens)} tokens, fewer than one window of seq_len + 1 = {seq_len + 1}"
+        )
     return n_windows
 
 
@@ -184,12 +238,21 @@ def _process_rows(batch_size: int, process_index: int, process_count: int) -> np
     return np.arange(process_index * rows, (process_index + 1) * rows, dtype=np.int64)
 
 
-def shuffled_indices(n_items: int, *, batch_size: int, seed: int, step: int, process_index: int = 0,
-                     process_count: int = 1) -> np.ndarray:
+def shuffled_indices(
+    n_items: int,
+    *,
+    batch_size: int,
+    seed: int,
+    step: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> np.ndarray:
     """Item indices of this process's rows at `step`: items [step*B, (step+1)*B) of the
     concatenated per-epoch permutations of range(n_items), keyed by (seed, epoch). int64[B // P]."""
     if batch_size % process_count:
-        raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by process_count {process_count}"
+        )
     global_items = step * batch_size + _process_rows(batch_size, process_index, process_count)
     epochs, positions = np.divmod(global_items, n_items)
     items = np.empty_like(positions)
@@ -199,21 +262,42 @@ def shuffled_indices(n_items: int, *, batch_size: int, seed: int, step: int, pro
     return items
 
 
-def get_batch(tokens: np.ndarray, *, batch_size: int, seq_len: int, seed: int, step: int,
-              process_index: int = 0, process_count: int = 1) -> np.ndarray:
+def get_batch(
+    tokens: np.ndarray,
+    *,
+    batch_size: int,
+    seq_len: int,
+    seed: int,
+    step: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> np.ndarray:
     """This process's rows of the global training batch of `step` (see the module docstring).
 
     Returns:
         int32 [batch_size // process_count, seq_len + 1]: inputs are [:, :-1], targets [:, 1:].
     """
     n_windows = _num_windows(tokens, seq_len, batch_size, process_count)
-    windows = shuffled_indices(n_windows, batch_size=batch_size, seed=seed, step=step,
-                               process_index=process_index, process_count=process_count)
+    windows = shuffled_indices(
+        n_windows,
+        batch_size=batch_size,
+        seed=seed,
+        step=step,
+        process_index=process_index,
+        process_count=process_count,
+    )
     return _gather(tokens, windows, seq_len)
 
 
-def get_eval_batch(tokens: np.ndarray, *, batch_size: int, seq_len: int, index: int,
-                   process_index: int = 0, process_count: int = 1) -> np.ndarray:
+def get_eval_batch(
+    tokens: np.ndarray,
+    *,
+    batch_size: int,
+    seq_len: int,
+    index: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> np.ndarray:
     """This process's rows of validation batch `index`: windows index*B .. (index+1)*B - 1 in file order.
 
     Indices past the end of the split wrap around to its start.
@@ -222,5 +306,7 @@ def get_eval_batch(tokens: np.ndarray, *, batch_size: int, seq_len: int, index: 
         int32 [batch_size // process_count, seq_len + 1].
     """
     n_windows = _num_windows(tokens, seq_len, batch_size, process_count)
-    windows = (index * batch_size + _process_rows(batch_size, process_index, process_count)) % n_windows
+    windows = (
+        index * batch_size + _process_rows(batch_size, process_index, process_count)
+    ) % n_windows
     return _gather(tokens, windows, seq_len)

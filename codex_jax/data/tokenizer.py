@@ -28,7 +28,7 @@ import hashlib
 import io
 import os
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import ml_collections
 import numpy as np
@@ -69,7 +69,10 @@ TRAINER_OPTIONS = dict(
     pretokenization_delimiter=LINE_DELIMITER,  # training only: no piece crosses a line end
     max_sentencepiece_length=32,  # long enough for deep indentation and common statements
     hard_vocab_limit=False,  # a small corpus yields fewer pieces instead of failing
-    pad_id=PAD_ID, unk_id=UNK_ID, eos_id=EOD_ID, bos_id=-1,
+    pad_id=PAD_ID,
+    unk_id=UNK_ID,
+    eos_id=EOD_ID,
+    bos_id=-1,
     eos_piece=EOD_PIECE,
     minloglevel=1,  # warnings only: the trainer's INFO log is thousands of lines
 )
@@ -93,7 +96,9 @@ class Tokenizer:
         self.pad_id = self._processor.pad_id()
         self.eod_id = self._processor.eos_id()
         self._id_bytes = [self._piece_bytes(i) for i in range(self.vocab_size)]
-        self._marker_ids = [self._processor.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARKER.encode()]
+        self._marker_ids = [
+            self._processor.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARKER.encode()
+        ]
 
     def _piece_bytes(self, token_id: int) -> bytes:
         piece = self._processor.id_to_piece(token_id)
@@ -161,10 +166,16 @@ def sample_documents(jsonl_path: str | os.PathLike, max_bytes: int) -> list[str]
         if total + size <= max_bytes:
             chosen.add(row)
             total += size
-    return [record["content"] for row, record in enumerate(jsonl.read_jsonl(jsonl_path)) if row in chosen]
+    return [
+        record["content"]
+        for row, record in enumerate(jsonl.read_jsonl(jsonl_path))
+        if row in chosen
+    ]
 
 
-def train_from_documents(documents: list[str], vocab_size: int, num_threads: int | None = None) -> Tokenizer:
+def train_from_documents(
+    documents: list[str], vocab_size: int, num_threads: int | None = None
+) -> Tokenizer:
     """Learns a BPE model from whole documents and returns it (not yet saved)."""
     if not documents:
         raise ValueError("no documents to train the tokenizer on")
@@ -173,9 +184,13 @@ def train_from_documents(documents: list[str], vocab_size: int, num_threads: int
     delimited = [d.replace("\n", "\n" + LINE_DELIMITER) for d in documents]
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(delimited), model_writer=model, vocab_size=vocab_size,
+        sentence_iterator=iter(delimited),
+        model_writer=model,
+        vocab_size=vocab_size,
         max_sentence_length=max(len(d.encode("utf-8")) for d in delimited) + 1,
-        num_threads=num_threads or parallel_map.available_cores(), **TRAINER_OPTIONS)
+        num_threads=num_threads or parallel_map.available_cores(),
+        **TRAINER_OPTIONS,
+    )
     return Tokenizer(model.getvalue())
 
 
@@ -191,13 +206,25 @@ def train_tokenizer(config: ml_collections.ConfigDict, workdir: str | os.PathLik
     corpus_dir = require(os.path.join(paths.corpus, "stats.json"), "corpus") and paths.corpus
     path = paths.tokenizer
     start = time.perf_counter()
-    documents = sample_documents(os.path.join(corpus_dir, "train.jsonl.gz"), config.tokenizer.max_train_bytes)
+    documents = sample_documents(
+        os.path.join(corpus_dir, "train.jsonl.gz"), config.tokenizer.max_train_bytes
+    )
     n_bytes = sum(len(d.encode("utf-8")) for d in documents)
-    logging.info("tokenizer: sampled %d files, %.1f MB, in %.1f s; training BPE, vocab %d",
-                 len(documents), n_bytes / 1e6, time.perf_counter() - start, config.tokenizer.vocab_size)
+    logging.info(
+        "tokenizer: sampled %d files, %.1f MB, in %.1f s; training BPE, vocab %d",
+        len(documents),
+        n_bytes / 1e6,
+        time.perf_counter() - start,
+        config.tokenizer.vocab_size,
+    )
     tokenizer = train_from_documents(documents, config.tokenizer.vocab_size)
     write_model(tokenizer, path)
-    logging.info("tokenizer: %d pieces in %.1f s -> %s", tokenizer.vocab_size, time.perf_counter() - start, path)
+    logging.info(
+        "tokenizer: %d pieces in %.1f s -> %s",
+        tokenizer.vocab_size,
+        time.perf_counter() - start,
+        path,
+    )
     return path
 
 

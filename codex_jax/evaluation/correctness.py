@@ -11,7 +11,8 @@ Importing this module imports neither JAX nor ctypes.
 import collections
 import json
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import tqdm
 
@@ -38,18 +39,24 @@ def read_samples(sample_file: str, problems: dict[str, dict[str, Any]]) -> list[
     for number, sample in enumerate(jsonl.read_jsonl(sample_file), start=1):
         for field in ("task_id", "completion"):
             if not isinstance(sample.get(field), str):
-                raise ValueError(f"{sample_file}: sample {number}: field {field!r} must be a string, "
-                                 f"got {sample.get(field)!r:.60}")
+                raise ValueError(
+                    f"{sample_file}: sample {number}: field {field!r} must be a string, "
+                    f"got {sample.get(field)!r:.60}"
+                )
         if sample["task_id"] not in problems:
-            raise ValueError(f"{sample_file}: sample {number}: field 'task_id' is {sample['task_id']!r}, "
-                             "which is not in the problem file")
+            raise ValueError(
+                f"{sample_file}: sample {number}: field 'task_id' is {sample['task_id']!r}, "
+                "which is not in the problem file"
+            )
         sample["completion_id"] = next_id[sample["task_id"]]
         next_id[sample["task_id"]] += 1
         samples.append(sample)
     return samples
 
 
-def _finished_rows(results_file: str, samples: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+def _finished_rows(
+    results_file: str, samples: list[dict[str, Any]]
+) -> dict[tuple[str, int], dict[str, Any]]:
     """Rows of an earlier (possibly interrupted) run that still match the samples."""
     if not os.path.exists(results_file):
         return {}
@@ -63,7 +70,11 @@ def _finished_rows(results_file: str, samples: list[dict[str, Any]]) -> dict[tup
             except (ValueError, KeyError, TypeError):
                 continue  # the line an interruption cut short, or a row without completion_id
             sample = by_key.get(key)
-            if sample is not None and sample["completion"] == row.get("completion") and "passed" in row:
+            if (
+                sample is not None
+                and sample["completion"] == row.get("completion")
+                and "passed" in row
+            ):
                 finished[key] = row
     return finished
 
@@ -94,30 +105,49 @@ def evaluate_functional_correctness(
     if not ignore_incomplete:
         missing = sorted(set(problems) - {s["task_id"] for s in samples})
         if missing:
-            raise ValueError(f"{sample_file}: no samples for {len(missing)} problems, e.g. {missing[:3]}; "
-                             "pass ignore_incomplete=True to evaluate only the attempted ones")
+            raise ValueError(
+                f"{sample_file}: no samples for {len(missing)} problems, e.g. {missing[:3]}; "
+                "pass ignore_incomplete=True to evaluate only the attempted ones"
+            )
 
     results_file = results_path(sample_file)
     finished = _finished_rows(results_file, samples)
     jsonl.write_jsonl_atomically(results_file, finished.values())  # drops a half-written last line
     todo = [s for s in samples if (s["task_id"], s["completion_id"]) not in finished]
-    jobs = (executor.Job((s["task_id"], s["completion_id"]), problems[s["task_id"]], s["completion"], timeout)
-            for s in todo)
+    jobs = (
+        executor.Job(
+            (s["task_id"], s["completion_id"]), problems[s["task_id"]], s["completion"], timeout
+        )
+        for s in todo
+    )
     if todo:
-        with executor.ExecutorPool(n_workers, isolation=isolation) as pool, \
-                jsonl.open_text(results_file, "at") as out, \
-                tqdm.tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample",
-                          desc="executing", smoothing=0.05) as progress:
+        with (
+            executor.ExecutorPool(n_workers, isolation=isolation) as pool,
+            jsonl.open_text(results_file, "at") as out,
+            tqdm.tqdm(
+                total=len(samples),
+                initial=len(samples) - len(todo),
+                unit="sample",
+                desc="executing",
+                smoothing=0.05,
+            ) as progress,
+        ):
             by_key = {(s["task_id"], s["completion_id"]): s for s in todo}
             for job, result in pool.run(jobs):
-                row = dict(by_key[job.key], result=result["result"], passed=result["passed"],
-                           sandbox=result["sandbox"])
+                row = dict(
+                    by_key[job.key],
+                    result=result["result"],
+                    passed=result["passed"],
+                    sandbox=result["sandbox"],
+                )
                 finished[job.key] = row
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
                 progress.update()
 
-    jsonl.write_jsonl_atomically(results_file, (finished[(s["task_id"], s["completion_id"])] for s in samples))
+    jsonl.write_jsonl_atomically(
+        results_file, (finished[(s["task_id"], s["completion_id"])] for s in samples)
+    )
     return pass_at_k(count_by_problem(finished.values()), tuple(k))
 
 
@@ -165,9 +195,13 @@ def evaluate_with_config(config, sample_file: str) -> dict[str, Any]:
 
     sample_file = os.path.abspath(sample_file)
     result = evaluate_shared(
-        sample_file, k=tuple(config.eval.k), n_workers=config.eval.n_workers, timeout=config.eval.timeout,
+        sample_file,
+        k=tuple(config.eval.k),
+        n_workers=config.eval.n_workers,
+        timeout=config.eval.timeout,
         problem_file=config.eval.problem_file or None,
-        ignore_incomplete=config.eval.ignore_incomplete)
+        ignore_incomplete=config.eval.ignore_incomplete,
+    )
     metrics = dict(result, sample_file=sample_file, results_file=results_path(sample_file))
     if distributed.is_main_process():
         jsonl.write_json_atomically(pass_at_k_path(sample_file), metrics)

@@ -5,18 +5,22 @@ samples per problem with `count_by_problem` and averages with `pass_at_k`.
 """
 
 import collections
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 
-def estimate_pass_at_k(num_samples: int | Iterable[int], num_correct: Iterable[int], k: int) -> np.ndarray:
+def estimate_pass_at_k(
+    num_samples: int | Iterable[int], num_correct: Iterable[int], k: int
+) -> np.ndarray:
     """Unbiased pass@k per problem (Chen et al. 2021): 1 - C(n - c, k) / C(n, k).
 
     Computed as 1 - prod_{i = n - c + 1}^{n} (1 - k / i), which never forms the large
     binomials. `num_samples` is one n for all problems or one per problem.
     Returns: (num_problems,) float64.
     """
+
     def one(n: int, c: int) -> float:
         if n - c < k:
             return 1.0
@@ -43,4 +47,8 @@ def pass_at_k(counts: dict[str, tuple[int, int]], k: Sequence[int]) -> dict[str,
     """{"pass@k": mean over problems} for each k that every problem has >= k samples of."""
     n = np.array([samples for samples, _ in counts.values()])
     c = [passed for _, passed in counts.values()]
-    return {f"pass@{kk}": float(estimate_pass_at_k(n, c, kk).mean()) for kk in k if len(n) and (n >= kk).all()}
+    return {
+        f"pass@{kk}": float(estimate_pass_at_k(n, c, kk).mean())
+        for kk in k
+        if len(n) and (n >= kk).all()
+    }

@@ -34,9 +34,12 @@ def read_problems(problem_file: str | os.PathLike | None = None) -> dict[str, di
             if not isinstance(problem.get(field), str):
                 raise ValueError(
                     f"{path}: problem {line_number}: field {field!r} must be a string, "
-                    f"got {problem.get(field)!r:.60}")
+                    f"got {problem.get(field)!r:.60}"
+                )
         if problem["task_id"] in problems:
-            raise ValueError(f"{path}: problem {line_number}: task_id {problem['task_id']!r} repeats")
+            raise ValueError(
+                f"{path}: problem {line_number}: task_id {problem['task_id']!r} repeats"
+            )
         problems[problem["task_id"]] = problem
     if not problems:
         raise ValueError(f"{path}: no problems")

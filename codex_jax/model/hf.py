@@ -20,7 +20,8 @@ dim), GPT-2's (q|k|v, head, dim), multi-query GPTBigCode's [q (D) | k (K) | v (K
 import glob
 import json
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,14 +48,20 @@ def read_weights(directory: str) -> dict[str, np.ndarray]:
     if safetensors_files:
         from safetensors.flax import load_file  # reads bfloat16, which numpy cannot
 
-        return {name: np.asarray(tensor, np.float32) for path in safetensors_files
-                for name, tensor in load_file(path).items()}
+        return {
+            name: np.asarray(tensor, np.float32)
+            for path in safetensors_files
+            for name, tensor in load_file(path).items()
+        }
     torch_files = sorted(glob.glob(os.path.join(directory, "pytorch_model*.bin")))
     if torch_files:
         import torch
 
-        return {name: tensor.float().numpy() for path in torch_files
-                for name, tensor in torch.load(path, map_location="cpu", weights_only=True).items()}
+        return {
+            name: tensor.float().numpy()
+            for path in torch_files
+            for name, tensor in torch.load(path, map_location="cpu", weights_only=True).items()
+        }
     raise FileNotFoundError(f"{directory}: no model*.safetensors or pytorch_model*.bin weights")
 
 
@@ -65,34 +72,60 @@ def _get(hf: dict[str, Any], *names: str, default: Any = None) -> Any:
 
 def _require(condition: bool, hf: dict[str, Any], field: str, expected: str) -> None:
     if not condition:
-        raise ValueError(f"config.json ({hf.get('model_type')}): {field} = {hf.get(field)!r} is not "
-                         f"supported; expected {expected}")
+        raise ValueError(
+            f"config.json ({hf.get('model_type')}): {field} = {hf.get(field)!r} is not "
+            f"supported; expected {expected}"
+        )
 
 
 def config_from_hf(hf: dict[str, Any]) -> model_lib.GPTConfig:
     """The GPTConfig of a HF config.json (float32 compute)."""
     family = hf.get("model_type")
     if family not in FAMILIES:
-        raise ValueError(f"config.json: model_type {family!r} is not supported; expected one of {FAMILIES}")
+        raise ValueError(
+            f"config.json: model_type {family!r} is not supported; expected one of {FAMILIES}"
+        )
     activation = _get(hf, "activation_function", "hidden_act")
-    _require(activation in GELU, hf, "activation_function" if family != "gpt_neox" else "hidden_act",
-             f"one of {tuple(GELU)}")
+    _require(
+        activation in GELU,
+        hf,
+        "activation_function" if family != "gpt_neox" else "hidden_act",
+        f"one of {tuple(GELU)}",
+    )
     d_model = _get(hf, "n_embd", "hidden_size")
-    common = dict(vocab_size=hf["vocab_size"], n_layers=_get(hf, "n_layer", "num_hidden_layers"),
-                  d_model=d_model, n_heads=_get(hf, "n_head", "num_attention_heads"),
-                  d_ff=_get(hf, "n_inner", "intermediate_size", default=4 * d_model),
-                  max_len=_get(hf, "n_positions", "max_position_embeddings"),
-                  gelu=GELU[activation], layer_norm_epsilon=_get(hf, "layer_norm_epsilon", "layer_norm_eps"),
-                  tie_embeddings=hf.get("tie_word_embeddings", family != "gpt_neox"))
+    common = dict(
+        vocab_size=hf["vocab_size"],
+        n_layers=_get(hf, "n_layer", "num_hidden_layers"),
+        d_model=d_model,
+        n_heads=_get(hf, "n_head", "num_attention_heads"),
+        d_ff=_get(hf, "n_inner", "intermediate_size", default=4 * d_model),
+        max_len=_get(hf, "n_positions", "max_position_embeddings"),
+        gelu=GELU[activation],
+        layer_norm_epsilon=_get(hf, "layer_norm_epsilon", "layer_norm_eps"),
+        tie_embeddings=hf.get("tie_word_embeddings", family != "gpt_neox"),
+    )
     if family == "gpt_neox":
         rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-        _require(rope.get("rope_type", "default") == "default", hf, "rope_parameters", "rope_type 'default'")
+        _require(
+            rope.get("rope_type", "default") == "default",
+            hf,
+            "rope_parameters",
+            "rope_type 'default'",
+        )
         return model_lib.GPTConfig(
-            **common, positional="rotary", parallel_residual=hf.get("use_parallel_residual", True),
+            **common,
+            positional="rotary",
+            parallel_residual=hf.get("use_parallel_residual", True),
             rotary_fraction=_get(rope, "partial_rotary_factor", default=hf.get("rotary_pct", 0.25)),
-            rotary_base=_get(rope, "rope_theta", default=hf.get("rotary_emb_base", 10_000.0)))
+            rotary_base=_get(rope, "rope_theta", default=hf.get("rotary_emb_base", 10_000.0)),
+        )
     _require(hf.get("scale_attn_weights", True), hf, "scale_attn_weights", "true")
-    _require(not hf.get("scale_attn_by_inverse_layer_idx"), hf, "scale_attn_by_inverse_layer_idx", "false")
+    _require(
+        not hf.get("scale_attn_by_inverse_layer_idx"),
+        hf,
+        "scale_attn_by_inverse_layer_idx",
+        "false",
+    )
     multi_query = family == "gpt_bigcode" and hf.get("multi_query", True)
     return model_lib.GPTConfig(**common, n_kv_heads=1 if multi_query else 0)
 
@@ -117,15 +150,24 @@ def _attention(get, name: str, cfg: model_lib.GPTConfig, family: str) -> dict[st
         return {"qkv": {"kernel": weight.reshape(d, 3, h, k), "bias": bias.reshape(3, h, k)}}
     weight = weight.T  # Linear [out, D] -> [D, out]
     if cfg.kv_heads == 1:  # multi-query GPTBigCode: outputs [q (D) | k (K) | v (K)]
-        return {"q": {"kernel": weight[:, :d].reshape(d, h, k), "bias": bias[:d].reshape(h, k)},
-                "kv": {"kernel": weight[:, d:].reshape(d, 2, 1, k), "bias": bias[d:].reshape(2, 1, k)}}
+        return {
+            "q": {"kernel": weight[:, :d].reshape(d, h, k), "bias": bias[:d].reshape(h, k)},
+            "kv": {"kernel": weight[:, d:].reshape(d, 2, 1, k), "bias": bias[d:].reshape(2, 1, k)},
+        }
     # outputs (H, 3, K)
-    return {"qkv": {"kernel": weight.reshape(d, h, 3, k).transpose(0, 2, 1, 3),
-                    "bias": bias.reshape(h, 3, k).transpose(1, 0, 2)}}
+    return {
+        "qkv": {
+            "kernel": weight.reshape(d, h, 3, k).transpose(0, 2, 1, 3),
+            "bias": bias.reshape(h, 3, k).transpose(1, 0, 2),
+        }
+    }
 
 
-def params_from_hf(cfg: model_lib.GPTConfig, family: str, weights: dict[str, np.ndarray]) -> dict[str, Any]:
+def params_from_hf(
+    cfg: model_lib.GPTConfig, family: str, weights: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """Our parameter tree (float32 numpy) from a checkpoint's tensors."""
+
     def get(name: str) -> np.ndarray:
         # The original GPT-2 files lack the "transformer." prefix; transformers 5 names GPT-NeoX's
         # output layer lm_head in memory, embed_out on disk.
@@ -139,16 +181,42 @@ def params_from_hf(cfg: model_lib.GPTConfig, family: str, weights: dict[str, np.
     d, f, h, k = cfg.d_model, cfg.d_ff, cfg.n_heads, cfg.head_dim
     linear = family != "gpt2"
     if family == "gpt_neox":
-        root, layer, names = "gpt_neox.", "gpt_neox.layers.", dict(
-            wte="embed_in", ln_attn="input_layernorm", ln_mlp="post_attention_layernorm",
-            qkv="attention.query_key_value", out="attention.dense", fc="mlp.dense_h_to_4h",
-            proj="mlp.dense_4h_to_h", ln_f="final_layer_norm", head="embed_out")
+        root, layer, names = (
+            "gpt_neox.",
+            "gpt_neox.layers.",
+            dict(
+                wte="embed_in",
+                ln_attn="input_layernorm",
+                ln_mlp="post_attention_layernorm",
+                qkv="attention.query_key_value",
+                out="attention.dense",
+                fc="mlp.dense_h_to_4h",
+                proj="mlp.dense_4h_to_h",
+                ln_f="final_layer_norm",
+                head="embed_out",
+            ),
+        )
     else:
-        root, layer, names = GPT2_PREFIX, GPT2_PREFIX + "h.", dict(
-            wte="wte", wpe="wpe", ln_attn="ln_1", ln_mlp="ln_2", qkv="attn.c_attn", out="attn.c_proj",
-            fc="mlp.c_fc", proj="mlp.c_proj", ln_f="ln_f", head="lm_head")
-    params: dict[str, Any] = {"wte": {"embedding": get(root + names["wte"] + ".weight")},
-                              "ln_f": _layer_norm(get, root + names["ln_f"])}
+        root, layer, names = (
+            GPT2_PREFIX,
+            GPT2_PREFIX + "h.",
+            dict(
+                wte="wte",
+                wpe="wpe",
+                ln_attn="ln_1",
+                ln_mlp="ln_2",
+                qkv="attn.c_attn",
+                out="attn.c_proj",
+                fc="mlp.c_fc",
+                proj="mlp.c_proj",
+                ln_f="ln_f",
+                head="lm_head",
+            ),
+        )
+    params: dict[str, Any] = {
+        "wte": {"embedding": get(root + names["wte"] + ".weight")},
+        "ln_f": _layer_norm(get, root + names["ln_f"]),
+    }
     if cfg.positional == "learned":
         params["wpe"] = {"embedding": get(root + names["wpe"] + ".weight")}
     if not cfg.tie_embeddings:
@@ -158,10 +226,15 @@ def params_from_hf(cfg: model_lib.GPTConfig, family: str, weights: dict[str, np.
         params[f"block_{i}"] = {
             "ln_attn": _layer_norm(get, prefix + names["ln_attn"]),
             "ln_mlp": _layer_norm(get, prefix + names["ln_mlp"]),
-            "attn": {**_attention(get, prefix + names["qkv"], cfg, family),
-                     "out": _dense(get, prefix + names["out"], (h, k, d), linear)},
-            "mlp": {"fc": _dense(get, prefix + names["fc"], (d, f), linear),
-                    "proj": _dense(get, prefix + names["proj"], (f, d), linear)}}
+            "attn": {
+                **_attention(get, prefix + names["qkv"], cfg, family),
+                "out": _dense(get, prefix + names["out"], (h, k, d), linear),
+            },
+            "mlp": {
+                "fc": _dense(get, prefix + names["fc"], (d, f), linear),
+                "proj": _dense(get, prefix + names["proj"], (f, d), linear),
+            },
+        }
     return params
 
 
@@ -169,8 +242,11 @@ def _check_shapes(cfg: model_lib.GPTConfig, params: Any, source: str) -> None:
     """Raises if `params` is not the tree of shapes `GPT(cfg)` expects."""
     import flax.linen as nn
 
-    expected = nn.unbox(jax.eval_shape(model_lib.GPT(cfg).init, jax.random.key(0),
-                                       jnp.zeros((1, 1), jnp.int32))["params"])
+    expected = nn.unbox(
+        jax.eval_shape(model_lib.GPT(cfg).init, jax.random.key(0), jnp.zeros((1, 1), jnp.int32))[
+            "params"
+        ]
+    )
     got = jax.tree.map(np.shape, params)
     want = jax.tree.map(lambda x: x.shape, expected)
     if got != want:
@@ -184,52 +260,93 @@ def load(directory: str | os.PathLike) -> tuple[model_lib.GPTConfig, dict[str, A
     cfg = config_from_hf(hf)
     params = params_from_hf(cfg, hf["model_type"], read_weights(directory))
     _check_shapes(cfg, params, directory)
-    return cfg, jax.tree.map(jnp.asarray, params), HFTokenizer.from_directory(directory, hf, cfg.vocab_size)
+    return (
+        cfg,
+        jax.tree.map(jnp.asarray, params),
+        HFTokenizer.from_directory(directory, hf, cfg.vocab_size),
+    )
 
 
-def save_gpt2(cfg: model_lib.GPTConfig, params: Any, directory: str | os.PathLike,
-              eos_token_id: int | None = None) -> None:
+def save_gpt2(
+    cfg: model_lib.GPTConfig,
+    params: Any,
+    directory: str | os.PathLike,
+    eos_token_id: int | None = None,
+) -> None:
     """Writes a learned-position model as a GPT-2 save_pretrained folder (config.json and
     model.safetensors; the tokenizer is not converted)."""
     from safetensors.numpy import save_file
 
-    unsupported = {"positional": cfg.positional != "learned", "n_kv_heads": cfg.kv_heads != cfg.n_heads,
-                   "parallel_residual": cfg.parallel_residual, "gelu": cfg.gelu != "tanh"}
+    unsupported = {
+        "positional": cfg.positional != "learned",
+        "n_kv_heads": cfg.kv_heads != cfg.n_heads,
+        "parallel_residual": cfg.parallel_residual,
+        "gelu": cfg.gelu != "tanh",
+    }
     if any(unsupported.values()):
-        raise ValueError(f"GPT-2 has no equivalent of GPTConfig fields "
-                         f"{[name for name, bad in unsupported.items() if bad]}")
+        raise ValueError(
+            f"GPT-2 has no equivalent of GPTConfig fields "
+            f"{[name for name, bad in unsupported.items() if bad]}"
+        )
     p = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
     d = cfg.d_model
-    tensors = {"wte.weight": p["wte"]["embedding"], "wpe.weight": p["wpe"]["embedding"],
-               "ln_f.weight": p["ln_f"]["scale"], "ln_f.bias": p["ln_f"]["bias"]}
+    tensors = {
+        "wte.weight": p["wte"]["embedding"],
+        "wpe.weight": p["wpe"]["embedding"],
+        "ln_f.weight": p["ln_f"]["scale"],
+        "ln_f.bias": p["ln_f"]["bias"],
+    }
     for i in range(cfg.n_layers):
         block, prefix = p[f"block_{i}"], f"h.{i}."
         for ours, theirs in (("ln_attn", "ln_1"), ("ln_mlp", "ln_2")):
             tensors[prefix + theirs + ".weight"] = block[ours]["scale"]
             tensors[prefix + theirs + ".bias"] = block[ours]["bias"]
-        for ours, theirs, inputs in ((block["attn"]["qkv"], "attn.c_attn", d), (block["attn"]["out"], "attn.c_proj", d),
-                                     (block["mlp"]["fc"], "mlp.c_fc", d), (block["mlp"]["proj"], "mlp.c_proj", cfg.d_ff)):
-            tensors[prefix + theirs + ".weight"] = ours["kernel"].reshape(inputs, -1)  # Conv1D [in, out]
+        for ours, theirs, inputs in (
+            (block["attn"]["qkv"], "attn.c_attn", d),
+            (block["attn"]["out"], "attn.c_proj", d),
+            (block["mlp"]["fc"], "mlp.c_fc", d),
+            (block["mlp"]["proj"], "mlp.c_proj", cfg.d_ff),
+        ):
+            tensors[prefix + theirs + ".weight"] = ours["kernel"].reshape(
+                inputs, -1
+            )  # Conv1D [in, out]
             tensors[prefix + theirs + ".bias"] = ours["bias"].reshape(-1)
     tensors = {GPT2_PREFIX + name: tensor for name, tensor in tensors.items()}
     if not cfg.tie_embeddings:
         tensors["lm_head.weight"] = p["head"].T
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    save_file({name: np.ascontiguousarray(t) for name, t in tensors.items()},
-              os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
-    hf = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.vocab_size,
-          "n_positions": cfg.max_len, "n_embd": d, "n_layer": cfg.n_layers, "n_head": cfg.n_heads,
-          "n_inner": cfg.d_ff, "activation_function": "gelu_new", "layer_norm_epsilon": cfg.layer_norm_epsilon,
-          "tie_word_embeddings": cfg.tie_embeddings, "bos_token_id": eos_token_id, "eos_token_id": eos_token_id}
+    save_file(
+        {name: np.ascontiguousarray(t) for name, t in tensors.items()},
+        os.path.join(directory, "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    hf = {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.max_len,
+        "n_embd": d,
+        "n_layer": cfg.n_layers,
+        "n_head": cfg.n_heads,
+        "n_inner": cfg.d_ff,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": cfg.layer_norm_epsilon,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "bos_token_id": eos_token_id,
+        "eos_token_id": eos_token_id,
+    }
     with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf, f, indent=2)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte-level alphabet: each byte as a printable character."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     others = [b for b in range(256) if b not in printable]
     return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
 
@@ -247,17 +364,23 @@ class HFTokenizer:
         self.tokenizer = tokenizers.Tokenizer.from_file(path)
         decoder = json.loads(self.tokenizer.to_str()).get("decoder") or {}
         if decoder.get("type") != "ByteLevel":
-            raise ValueError(f"{path}: decoder {decoder.get('type')!r}; only byte-level BPE tokenizers "
-                             f"(GPT-2, GPT-NeoX, GPTBigCode) are supported")
+            raise ValueError(
+                f"{path}: decoder {decoder.get('type')!r}; only byte-level BPE tokenizers "
+                f"(GPT-2, GPT-NeoX, GPTBigCode) are supported"
+            )
         self.vocab_size, self.eod_id, self.pad_id = vocab_size, eod_id, pad_id
         to_byte = {c: b for b, c in _bytes_to_unicode().items()}
-        special = {token.content for token in self.tokenizer.get_added_tokens_decoder().values()
-                   if token.special}
+        special = {
+            token.content
+            for token in self.tokenizer.get_added_tokens_decoder().values()
+            if token.special
+        }
         self._bytes = []
         for token_id in range(vocab_size):
             token = self.tokenizer.id_to_token(token_id)
-            self._bytes.append(b"" if token is None or token in special
-                               else bytes(to_byte[c] for c in token))
+            self._bytes.append(
+                b"" if token is None or token in special else bytes(to_byte[c] for c in token)
+            )
 
     @classmethod
     def from_directory(cls, directory: str, hf: dict[str, Any], vocab_size: int) -> "HFTokenizer":
@@ -267,7 +390,9 @@ class HFTokenizer:
         eod_id = hf.get("eos_token_id")
         eod_id = eod_id[0] if isinstance(eod_id, list) else eod_id
         if eod_id is None:
-            raise ValueError(f"{directory}/config.json: no eos_token_id (the end-of-document token)")
+            raise ValueError(
+                f"{directory}/config.json: no eos_token_id (the end-of-document token)"
+            )
         pad_id = hf.get("pad_token_id")
         return cls(path, vocab_size, eod_id, eod_id if pad_id is None else pad_id)
 

@@ -69,12 +69,16 @@ class GPTConfig:
     remat: bool = False
     attention: str = "auto"  # jax.nn.dot_product_attention implementation: xla | cudnn | auto
     n_kv_heads: int = 0  # key/value heads, dividing n_heads: 0 = n_heads, 1 = multi-query attention
-    parallel_residual: bool = False  # x + attn(ln(x)) + mlp(ln(x)) (GPT-NeoX); else one after the other
+    parallel_residual: bool = (
+        False  # x + attn(ln(x)) + mlp(ln(x)) (GPT-NeoX); else one after the other
+    )
     rotary_fraction: float = 1.0  # the leading share of each head's dimensions that rotary rotates
     rotary_base: float = 10_000.0  # rotary: the wavelengths grow geometrically up to 2 pi * base
     gelu: str = "tanh"  # "tanh" approximation (GPT-2's gelu_new) or "exact" (erf, GPT-NeoX)
     layer_norm_epsilon: float = 1e-5
-    out_first_kernels: bool = False  # kernels stored output axes first, the left matmul operand (`project`)
+    out_first_kernels: bool = (
+        False  # kernels stored output axes first, the left matmul operand (`project`)
+    )
 
     @classmethod
     def from_config(cls, model_config: Any, vocab_size: int) -> "GPTConfig":
@@ -96,11 +100,14 @@ class GPTConfig:
         return jnp.dtype(self.dtype)
 
 
-def init_cache(config: GPTConfig, batch_size: int, cache_len: int, dtype: Any = jnp.float32) -> Cache:
+def init_cache(
+    config: GPTConfig, batch_size: int, cache_len: int, dtype: Any = jnp.float32
+) -> Cache:
     """Zeroed KV cache: per layer {"k", "v"} of [batch_size, N, cache_len, K] in `dtype`."""
     shape = (batch_size, config.kv_heads, cache_len, config.head_dim)
-    return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
-            for _ in range(config.n_layers)]
+    return [
+        {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(config.n_layers)
+    ]
 
 
 # Each projection's einsum, by its parameter name: input axes, kernel axes -> output axes.
@@ -137,7 +144,9 @@ def project(equation: str, x: jax.Array, kernel: jax.Array, out_first: bool) -> 
     kernel_axes = "".join(kernel_axes[axis] for axis in out_first_order(equation))
     kernel_out = "".join(a for a in kernel_axes if a not in x_axes)
     x_free = "".join(a for a in x_axes if a not in kernel_axes)
-    y = jax.lax.optimization_barrier(jnp.einsum(f"{kernel_axes},{x_axes}->{kernel_out}{x_free}", kernel, x))
+    y = jax.lax.optimization_barrier(
+        jnp.einsum(f"{kernel_axes},{x_axes}->{kernel_out}{x_free}", kernel, x)
+    )
     return jnp.einsum(f"{kernel_out}{x_free}->{output}", y)
 
 
@@ -156,13 +165,24 @@ def _normal(stddev: float, axes: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.normal(stddev), axes)
 
 
-def _kernel(module: nn.Module, name: str, equation: str, shape: tuple[int, ...], axes: tuple[str | None, ...],
-            stddev: float, out_first: bool) -> jax.Array:
+def _kernel(
+    module: nn.Module,
+    name: str,
+    equation: str,
+    shape: tuple[int, ...],
+    axes: tuple[str | None, ...],
+    stddev: float,
+    out_first: bool,
+) -> jax.Array:
     """A float32 kernel parameter of `shape` and `axes` in `equation`'s order, stored output axes
     first when `out_first` (see `project`)."""
     order = out_first_order(equation) if out_first else range(len(shape))
-    return module.param(name, _normal(stddev, tuple(axes[a] for a in order)), tuple(shape[a] for a in order),
-                        jnp.float32)
+    return module.param(
+        name,
+        _normal(stddev, tuple(axes[a] for a in order)),
+        tuple(shape[a] for a in order),
+        jnp.float32,
+    )
 
 
 def _zeros(axes: tuple[str | None, ...]):
@@ -170,9 +190,14 @@ def _zeros(axes: tuple[str | None, ...]):
 
 
 def _layer_norm(config: GPTConfig, name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=config.compute_dtype, param_dtype=jnp.float32, name=name,
-                        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
-                        bias_init=_zeros(("embed",)))
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_epsilon,
+        dtype=config.compute_dtype,
+        param_dtype=jnp.float32,
+        name=name,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+        bias_init=_zeros(("embed",)),
+    )
 
 
 class Projection(nn.Module):
@@ -193,14 +218,25 @@ class Projection(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         equation = PROJECTIONS[self.name]
-        kernel = _kernel(self, "kernel", equation, self.kernel_shape, self.kernel_axes, self.stddev, self.out_first)
-        bias = self.param("bias", _zeros(self.bias_axes), self.kernel_shape[-len(self.bias_axes):],
-                          jnp.float32)
+        kernel = _kernel(
+            self,
+            "kernel",
+            equation,
+            self.kernel_shape,
+            self.kernel_axes,
+            self.stddev,
+            self.out_first,
+        )
+        bias = self.param(
+            "bias", _zeros(self.bias_axes), self.kernel_shape[-len(self.bias_axes) :], jnp.float32
+        )
         y = project(equation, x.astype(self.dtype), kernel.astype(self.dtype), self.out_first)
         return y + bias.astype(self.dtype)
 
 
-def rotary(x: jax.Array, positions: jax.Array, fraction: float = 1.0, base: float = 10_000.0) -> jax.Array:
+def rotary(
+    x: jax.Array, positions: jax.Array, fraction: float = 1.0, base: float = 10_000.0
+) -> jax.Array:
     """Rotary position embedding (RoFormer) of x [B, T, H, K] at positions int32[B, T].
 
     Rotates the first R = int(K * fraction) dimensions of each head, pairing dimension i with
@@ -212,7 +248,9 @@ def rotary(x: jax.Array, positions: jax.Array, fraction: float = 1.0, base: floa
     angles = positions[:, :, None, None].astype(jnp.float32) * inv_freq  # (B, T, 1, R/2)
     sin, cos = jnp.sin(angles), jnp.cos(angles)
     x1, x2, rest = jnp.split(x.astype(jnp.float32), [half, rotated], axis=-1)
-    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], axis=-1).astype(x.dtype)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], axis=-1).astype(
+        x.dtype
+    )
 
 
 def attention_implementation(config: GPTConfig) -> str | None:
@@ -234,8 +272,9 @@ def cached_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) 
     """
     batch, length, heads, head_dim = q.shape
     q = q.reshape(batch, length, k.shape[1], heads // k.shape[1], head_dim)  # (B, T, N, G, K)
-    scores = jnp.einsum("BTNGK,BNSK->BNGTS", q, k.astype(q.dtype),
-                        preferred_element_type=jnp.float32) / math.sqrt(head_dim)  # (B, N, G, T, S)
+    scores = jnp.einsum(
+        "BTNGK,BNSK->BNGTS", q, k.astype(q.dtype), preferred_element_type=jnp.float32
+    ) / math.sqrt(head_dim)  # (B, N, G, T, S)
     scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
     y = jnp.einsum("BNGTS,BNSK->BTNGK", weights, v.astype(q.dtype))  # (B, T, N, G, K)
@@ -246,37 +285,81 @@ class CausalSelfAttention(nn.Module):
     config: GPTConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, positions: jax.Array, layer_cache: dict[str, jax.Array] | None,
-                 cache_index: jax.Array | None, mask: jax.Array | None):
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        layer_cache: dict[str, jax.Array] | None,
+        cache_index: jax.Array | None,
+        mask: jax.Array | None,
+    ):
         """x [B, T, D] -> ([B, T, D], updated layer cache or None); mask bool[B, 1, T, S] or None."""
         cfg = self.config
         residual_std = 0.02 / math.sqrt(2 * cfg.n_layers)  # GPT-2: scale residual projections
         dtype, heads, head_dim = cfg.compute_dtype, cfg.n_heads, cfg.head_dim
         if cfg.kv_heads == heads:
-            qkv = Projection((cfg.d_model, 3, heads, head_dim), ("embed", None, "heads", None),
-                             (None, "heads", None), 0.02, dtype, cfg.out_first_kernels, name="qkv")(x)  # (B, T, 3, H, K)
+            qkv = Projection(
+                (cfg.d_model, 3, heads, head_dim),
+                ("embed", None, "heads", None),
+                (None, "heads", None),
+                0.02,
+                dtype,
+                cfg.out_first_kernels,
+                name="qkv",
+            )(x)  # (B, T, 3, H, K)
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, K) each
         else:  # fewer key/value heads: their own projection
-            q = Projection((cfg.d_model, heads, head_dim), ("embed", "heads", None),
-                           ("heads", None), 0.02, dtype, cfg.out_first_kernels, name="q")(x)  # (B, T, H, K)
-            kv = Projection((cfg.d_model, 2, cfg.kv_heads, head_dim), ("embed", None, None, None),
-                            (None, None, None), 0.02, dtype, cfg.out_first_kernels, name="kv")(x)  # (B, T, 2, N, K)
+            q = Projection(
+                (cfg.d_model, heads, head_dim),
+                ("embed", "heads", None),
+                ("heads", None),
+                0.02,
+                dtype,
+                cfg.out_first_kernels,
+                name="q",
+            )(x)  # (B, T, H, K)
+            kv = Projection(
+                (cfg.d_model, 2, cfg.kv_heads, head_dim),
+                ("embed", None, None, None),
+                (None, None, None),
+                0.02,
+                dtype,
+                cfg.out_first_kernels,
+                name="kv",
+            )(x)  # (B, T, 2, N, K)
             k, v = kv[:, :, 0], kv[:, :, 1]  # (B, T, N, K) each
         if cfg.positional == "rotary":
             q, k = (rotary(t, positions, cfg.rotary_fraction, cfg.rotary_base) for t in (q, k))
         if layer_cache is None:
             new_cache = None
             y = jax.nn.dot_product_attention(
-                q, k, v, mask=mask, is_causal=mask is None,
-                implementation=attention_implementation(cfg) if mask is None else None)  # (B, T, H, K)
+                q,
+                k,
+                v,
+                mask=mask,
+                is_causal=mask is None,
+                implementation=attention_implementation(cfg) if mask is None else None,
+            )  # (B, T, H, K)
         else:
             index = (0, 0, cache_index, 0)
-            new_cache = {name: jax.lax.dynamic_update_slice(
-                layer_cache[name], x.transpose(0, 2, 1, 3).astype(layer_cache[name].dtype), index)
-                for name, x in (("k", k), ("v", v))}  # (B, N, S, K)
+            new_cache = {
+                name: jax.lax.dynamic_update_slice(
+                    layer_cache[name],
+                    x.transpose(0, 2, 1, 3).astype(layer_cache[name].dtype),
+                    index,
+                )
+                for name, x in (("k", k), ("v", v))
+            }  # (B, N, S, K)
             y = cached_attention(q, new_cache["k"], new_cache["v"], mask)  # (B, T, H, K)
-        y = Projection((heads, head_dim, cfg.d_model), ("heads", None, "embed"),
-                       ("embed",), residual_std, dtype, cfg.out_first_kernels, name="out")(y)  # (B, T, D)
+        y = Projection(
+            (heads, head_dim, cfg.d_model),
+            ("heads", None, "embed"),
+            ("embed",),
+            residual_std,
+            dtype,
+            cfg.out_first_kernels,
+            name="out",
+        )(y)  # (B, T, D)
         return y, new_cache
 
 
@@ -287,13 +370,26 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [B, T, D] -> [B, T, D] through a GELU hidden layer of width F."""
         cfg = self.config
-        h = Projection((cfg.d_model, cfg.d_ff), ("embed", "mlp"), ("mlp",), 0.02,
-                       cfg.compute_dtype, cfg.out_first_kernels, name="fc")(x)  # (B, T, F)
+        h = Projection(
+            (cfg.d_model, cfg.d_ff),
+            ("embed", "mlp"),
+            ("mlp",),
+            0.02,
+            cfg.compute_dtype,
+            cfg.out_first_kernels,
+            name="fc",
+        )(x)  # (B, T, F)
         h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
         h = jax.nn.gelu(h, approximate=cfg.gelu == "tanh")
-        return Projection((cfg.d_ff, cfg.d_model), ("mlp", "embed"), ("embed",),
-                          0.02 / math.sqrt(2 * cfg.n_layers), cfg.compute_dtype, cfg.out_first_kernels,
-                          name="proj")(h)  # (B, T, D)
+        return Projection(
+            (cfg.d_ff, cfg.d_model),
+            ("mlp", "embed"),
+            ("embed",),
+            0.02 / math.sqrt(2 * cfg.n_layers),
+            cfg.compute_dtype,
+            cfg.out_first_kernels,
+            name="proj",
+        )(h)  # (B, T, D)
 
 
 class Block(nn.Module):
@@ -304,7 +400,8 @@ class Block(nn.Module):
         """Pre-LN residual block: x [B, T, D] -> ([B, T, D], updated layer cache or None)."""
         cfg = self.config
         y, new_cache = CausalSelfAttention(cfg, name="attn")(
-            _layer_norm(cfg, "ln_attn")(x), positions, layer_cache, cache_index, mask)
+            _layer_norm(cfg, "ln_attn")(x), positions, layer_cache, cache_index, mask
+        )
         mlp_input = x if cfg.parallel_residual else x + y
         x = nn.with_logical_constraint(x + y, ("batch", "length", "embed"))
         x = x + MLP(cfg, name="mlp")(_layer_norm(cfg, "ln_mlp")(mlp_input))
@@ -315,9 +412,14 @@ class GPT(nn.Module):
     config: GPTConfig
 
     @nn.compact
-    def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
-                 cache: Cache | None = None, cache_index: jax.Array | int | None = None,
-                 kv_mask: jax.Array | None = None):
+    def __call__(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        cache: Cache | None = None,
+        cache_index: jax.Array | int | None = None,
+        kv_mask: jax.Array | None = None,
+    ):
         """tokens int32[B, T] -> float32 logits [B, T, V], or (logits, new cache) given `cache`.
 
         See the module docstring for the cache arguments.
@@ -325,10 +427,14 @@ class GPT(nn.Module):
         cfg = self.config
         batch, length = tokens.shape
         if cache is not None and cache_index is None:
-            raise ValueError("GPT: a cache needs cache_index, the slot the first token is written to")
+            raise ValueError(
+                "GPT: a cache needs cache_index, the slot the first token is written to"
+            )
         offset = 0 if cache is None else cache_index
         if positions is None:
-            positions = jnp.broadcast_to(offset + jnp.arange(length, dtype=jnp.int32), (batch, length))
+            positions = jnp.broadcast_to(
+                offset + jnp.arange(length, dtype=jnp.int32), (batch, length)
+            )
 
         mask = None  # None: plain causal attention over [0, T) (the fast, flash-attention path)
         if cache is not None or kv_mask is not None:
@@ -339,29 +445,52 @@ class GPT(nn.Module):
             if kv_mask is not None:
                 mask = mask & kv_mask[:, None, None, :]  # (B, 1, T, S)
 
-        embed = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.compute_dtype, param_dtype=jnp.float32,
-                         embedding_init=_normal(0.02, ("vocab", "embed")), name="wte")
+        embed = nn.Embed(
+            cfg.vocab_size,
+            cfg.d_model,
+            dtype=cfg.compute_dtype,
+            param_dtype=jnp.float32,
+            embedding_init=_normal(0.02, ("vocab", "embed")),
+            name="wte",
+        )
         x = embed(tokens)  # (B, T, D)
         if cfg.positional == "learned":
-            x = x + nn.Embed(cfg.max_len, cfg.d_model, dtype=cfg.compute_dtype,
-                             param_dtype=jnp.float32, embedding_init=_normal(0.02, (None, "embed")),
-                             name="wpe")(positions)
+            x = x + nn.Embed(
+                cfg.max_len,
+                cfg.d_model,
+                dtype=cfg.compute_dtype,
+                param_dtype=jnp.float32,
+                embedding_init=_normal(0.02, (None, "embed")),
+                name="wpe",
+            )(positions)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
         block = nn.remat(Block, prevent_cse=True) if cfg.remat else Block
         new_cache = []
         for i in range(cfg.n_layers):
             x, layer_cache = block(cfg, name=f"block_{i}")(
-                x, positions, None if cache is None else cache[i], cache_index, mask)
+                x, positions, None if cache is None else cache[i], cache_index, mask
+            )
             new_cache.append(layer_cache)
         x = _layer_norm(cfg, "ln_f")(x)
         if cfg.tie_embeddings:  # the embedding [V, D] is the kernel, output axes first already
             equation, kernel = "BTD,VD->BTV", embed.embedding
         else:
             equation = PROJECTIONS["head"]
-            kernel = _kernel(self, "head", equation, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), 0.02,
-                             cfg.out_first_kernels)
+            kernel = _kernel(
+                self,
+                "head",
+                equation,
+                (cfg.d_model, cfg.vocab_size),
+                ("embed", "vocab"),
+                0.02,
+                cfg.out_first_kernels,
+            )
         dtype = cfg.compute_dtype
-        logits = project(equation, x.astype(dtype), kernel.astype(dtype), cfg.out_first_kernels)  # (B, T, V)
-        logits = nn.with_logical_constraint(logits, ("batch", "length", "vocab")).astype(jnp.float32)
+        logits = project(
+            equation, x.astype(dtype), kernel.astype(dtype), cfg.out_first_kernels
+        )  # (B, T, V)
+        logits = nn.with_logical_constraint(logits, ("batch", "length", "vocab")).astype(
+            jnp.float32
+        )
         return logits if cache is None else (logits, new_cache)

@@ -62,10 +62,20 @@ class Sampler:
     prompt-length bucket (`self.buckets`), never per prompt.
     """
 
-    def __init__(self, decoder: decoding.Decoder, params: Any, tokenizer: Tokenizer, *,
-                 sampling_config: decoding.SamplingConfig, max_new_tokens: int,
-                 stop: tuple[str, ...], max_prompt_len: int, batch_size: int,
-                 mesh: jax.sharding.Mesh | None = None, rules: sharding.Rules = ()):
+    def __init__(
+        self,
+        decoder: decoding.Decoder,
+        params: Any,
+        tokenizer: Tokenizer,
+        *,
+        sampling_config: decoding.SamplingConfig,
+        max_new_tokens: int,
+        stop: tuple[str, ...],
+        max_prompt_len: int,
+        batch_size: int,
+        mesh: jax.sharding.Mesh | None = None,
+        rules: sharding.Rules = (),
+    ):
         """
         Args:
             max_prompt_len: longest prompt in tokens, end-of-document included (longer prompts
@@ -76,8 +86,9 @@ class Sampler:
                 params must already be placed (as training places them).
         """
         if max_new_tokens < 1 or batch_size < 1:
-            raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} "
-                             f"and {batch_size}")
+            raise ValueError(
+                f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} and {batch_size}"
+            )
         self.decoder, self.tokenizer = decoder, tokenizer
         self.sampling_config, self.max_new_tokens = sampling_config, max_new_tokens
         self.stop = tuple(stop)
@@ -87,17 +98,28 @@ class Sampler:
             self.params = decoder.prepare(params)  # once, for every batch
         self.row_shards = 1 if mesh is None else sharding.batch_shards(mesh.shape, rules)
         self.stop_table = stopping.StopTable.build(
-            self.stop, [tokenizer.decode_bytes([token]) for token in range(tokenizer.vocab_size)])
+            self.stop, [tokenizer.decode_bytes([token]) for token in range(tokenizer.vocab_size)]
+        )
 
-    def _generate(self, prompts: list[np.ndarray], row_prompt: np.ndarray,
-                  rng: jax.Array) -> decoding.Generation:
+    def _generate(
+        self, prompts: list[np.ndarray], row_prompt: np.ndarray, rng: jax.Array
+    ) -> decoding.Generation:
         prompt_len = decoding.bucket_for(max(len(p) for p in prompts), self.buckets)
-        arguments = (self.decoder, self.params,
-                     decoding.left_pad(prompts, prompt_len, self.tokenizer.pad_id),
-                     np.asarray([len(p) for p in prompts], np.int32), row_prompt, rng,
-                     self.stop_table.next_state, np.int32(self.stop_table.matched))
-        options = dict(max_new_tokens=self.max_new_tokens, sampling=self.sampling_config,
-                       eod_id=self.tokenizer.eod_id)
+        arguments = (
+            self.decoder,
+            self.params,
+            decoding.left_pad(prompts, prompt_len, self.tokenizer.pad_id),
+            np.asarray([len(p) for p in prompts], np.int32),
+            row_prompt,
+            rng,
+            self.stop_table.next_state,
+            np.int32(self.stop_table.matched),
+        )
+        options = dict(
+            max_new_tokens=self.max_new_tokens,
+            sampling=self.sampling_config,
+            eod_id=self.tokenizer.eod_id,
+        )
         with sharding.context(self.mesh, self.rules):
             return decoding.generate(*arguments, **options)
 
@@ -107,11 +129,16 @@ class Sampler:
         text = self.tokenizer.decode(ids)  # the end-of-document token decodes to nothing
         cut = stopping.cut_at_stop(text, self.stop)
         reason = "stop" if len(cut) < len(text) else "eod" if eod else "length"
-        return Completion(text=cut, mean_log_prob=float(np.mean(log_probs[:num_tokens])),
-                          num_tokens=num_tokens, finish_reason=reason)
+        return Completion(
+            text=cut,
+            mean_log_prob=float(np.mean(log_probs[:num_tokens])),
+            num_tokens=num_tokens,
+            finish_reason=reason,
+        )
 
-    def complete(self, prompts: list[str], n: int = 1, seed: int = 0,
-                 progress: bool = True) -> list[list[Completion]]:
+    def complete(
+        self, prompts: list[str], n: int = 1, seed: int = 0, progress: bool = True
+    ) -> list[list[Completion]]:
         """n completions of each prompt: result[i][j] is prompt i's j-th sample.
 
         The samples of a prompt share one prefill (up to `batch_size` of them per batch).
@@ -128,54 +155,90 @@ class Sampler:
         row_prompt = np.zeros(-(-used_rows // self.row_shards) * self.row_shards, np.int32)
         row_prompt[:used_rows] = np.arange(used_rows) // rows_per_prompt
 
-        encoded = [np.asarray([self.tokenizer.eod_id] + self.tokenizer.encode(p), np.int32)
-                   for p in prompts]
+        encoded = [
+            np.asarray([self.tokenizer.eod_id] + self.tokenizer.encode(p), np.int32)
+            for p in prompts
+        ]
         truncated = sum(len(ids) > self.buckets[-1] for ids in encoded)
         if truncated:
-            logging.warning("%d of %d prompts are longer than %d tokens and keep only their end",
-                            truncated, len(prompts), self.buckets[-1])
-        encoded = [ids[-self.buckets[-1]:] for ids in encoded]
+            logging.warning(
+                "%d of %d prompts are longer than %d tokens and keep only their end",
+                truncated,
+                len(prompts),
+                self.buckets[-1],
+            )
+        encoded = [ids[-self.buckets[-1] :] for ids in encoded]
         # Work units (prompt, its first sample in this unit), grouped by bucket so batches pad little.
-        units = sorted(((i, call * rows_per_prompt) for i in range(len(prompts))
-                        for call in range(calls_per_prompt)),
-                       key=lambda unit: decoding.bucket_for(len(encoded[unit[0]]), self.buckets))
+        units = sorted(
+            (
+                (i, call * rows_per_prompt)
+                for i in range(len(prompts))
+                for call in range(calls_per_prompt)
+            ),
+            key=lambda unit: decoding.bucket_for(len(encoded[unit[0]]), self.buckets),
+        )
         results: list[list[Completion | None]] = [[None] * n for _ in prompts]
         key = jax.random.key(seed)
         with tqdm.tqdm(total=len(prompts) * n, unit="sample", disable=not progress) as bar:
             for batch_index, start in enumerate(range(0, len(units), prompts_per_batch)):
-                batch = units[start:start + prompts_per_batch]
+                batch = units[start : start + prompts_per_batch]
                 filled = batch + [batch[0]] * (prompts_per_batch - len(batch))  # fixed shape
-                generation = self._generate([encoded[i] for i, _ in filled], row_prompt,
-                                            jax.random.fold_in(key, batch_index))
+                generation = self._generate(
+                    [encoded[i] for i, _ in filled],
+                    row_prompt,
+                    jax.random.fold_in(key, batch_index),
+                )
                 tokens, log_probs, num_tokens = jax.device_get(generation[:3])
                 for g, (prompt_index, first) in enumerate(batch):
                     for offset in range(min(rows_per_prompt, n - first)):
                         row = g * rows_per_prompt + offset
                         results[prompt_index][first + offset] = self._completion(
-                            tokens[row], log_probs[row], int(num_tokens[row]))
+                            tokens[row], log_probs[row], int(num_tokens[row])
+                        )
                         bar.update()
         return results
 
 
-def load_sampler(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike, step: int | None = None,
-                 this_process_only: bool = False) -> Sampler:
+def load_sampler(
+    config: ml_collections.ConfigDict,
+    checkpoint_dir: str | os.PathLike,
+    step: int | None = None,
+    this_process_only: bool = False,
+) -> Sampler:
     """A `Sampler` over the params of `step` (default: the latest) in `checkpoint_dir`.
 
     The model and tokenizer come from the checkpoint folder (`checkpoint.load_model`); sampling
     settings and the mesh from `config`.
     """
-    model = checkpoint.load_model(checkpoint_dir, mesh_config=config.mesh, step=step,
-                                  this_process_only=this_process_only)
-    return make_sampler(config, model.gpt.config, model.params, model.tokenizer, mesh=model.mesh, rules=model.rules)
+    model = checkpoint.load_model(
+        checkpoint_dir, mesh_config=config.mesh, step=step, this_process_only=this_process_only
+    )
+    return make_sampler(
+        config, model.gpt.config, model.params, model.tokenizer, mesh=model.mesh, rules=model.rules
+    )
 
 
-def make_sampler(config: ml_collections.ConfigDict, gpt_config: Any, params: Any, tokenizer: Tokenizer,
-                 mesh: jax.sharding.Mesh | None = None, rules: sharding.Rules = ()) -> Sampler:
+def make_sampler(
+    config: ml_collections.ConfigDict,
+    gpt_config: Any,
+    params: Any,
+    tokenizer: Tokenizer,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: sharding.Rules = (),
+) -> Sampler:
     """A `Sampler` of a GPT (`model.GPTConfig` and its params) with `config.sample`'s settings."""
     s = config.sample
     return Sampler(
-        decoding.GPTDecoder(gpt_config), params, tokenizer,
-        sampling_config=decoding.SamplingConfig(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k),
-        max_new_tokens=s.max_new_tokens, stop=tuple(s.stop),
-        max_prompt_len=gpt_config.max_len - s.max_new_tokens + 1, batch_size=s.batch_size,
-        mesh=mesh, rules=rules)
+        decoding.GPTDecoder(gpt_config),
+        params,
+        tokenizer,
+        sampling_config=decoding.SamplingConfig(
+            temperature=s.temperature, top_p=s.top_p, top_k=s.top_k
+        ),
+        max_new_tokens=s.max_new_tokens,
+        stop=tuple(s.stop),
+        max_prompt_len=gpt_config.max_len - s.max_new_tokens + 1,
+        batch_size=s.batch_size,
+        mesh=mesh,
+        rules=rules,
+    )

@@ -42,8 +42,12 @@ from codex_jax.model import transformer as model_lib
 _BISECTION_STEPS = 30
 _ONE_BITS = 0x3F800000  # float32 1.0
 _SAMPLE_BLOCK = 128  # inverse-CDF sampling picks a block of this many tokens, then a token in it
-_DECODE_CHUNK = 32  # decode steps per while_loop; each loop sees a cache of the slots filled by its end
-_OUT_FIRST_MIN_ROWS = 4  # fewest rows whose CPU decode steps use output-first kernels (`GPTDecoder`)
+_DECODE_CHUNK = (
+    32  # decode steps per while_loop; each loop sees a cache of the slots filled by its end
+)
+_OUT_FIRST_MIN_ROWS = (
+    4  # fewest rows whose CPU decode steps use output-first kernels (`GPTDecoder`)
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,14 +83,19 @@ def _largest_threshold(satisfied, shape: tuple[int, ...]) -> jax.Array:
     bisection over the integers finds the exact threshold, not an approximation.
     Returns float32 of `shape` ([B, 1]).
     """
+
     def step(_, bounds):
         low, high = bounds  # satisfied(low) holds, satisfied(high) does not
         middle = low + (high - low) // 2
         ok = satisfied(jax.lax.bitcast_convert_type(middle, jnp.float32))
         return jnp.where(ok, middle, low), jnp.where(ok, high, middle)
 
-    low, _ = jax.lax.fori_loop(0, _BISECTION_STEPS, step,
-                               (jnp.zeros(shape, jnp.int32), jnp.full(shape, _ONE_BITS + 1, jnp.int32)))
+    low, _ = jax.lax.fori_loop(
+        0,
+        _BISECTION_STEPS,
+        step,
+        (jnp.zeros(shape, jnp.int32), jnp.full(shape, _ONE_BITS + 1, jnp.int32)),
+    )
     return jax.lax.bitcast_convert_type(low, jnp.float32)
 
 
@@ -95,7 +104,8 @@ def top_k_mask(weights: jax.Array, k: int) -> jax.Array:
     if k >= weights.shape[-1]:
         return jnp.ones(weights.shape, bool)
     threshold = _largest_threshold(
-        lambda t: jnp.sum(weights >= t, axis=-1, keepdims=True) >= k, weights.shape[:-1] + (1,))
+        lambda t: jnp.sum(weights >= t, axis=-1, keepdims=True) >= k, weights.shape[:-1] + (1,)
+    )
     return weights >= threshold
 
 
@@ -109,7 +119,8 @@ def top_p_mask(weights: jax.Array, top_p: float) -> jax.Array:
     target = top_p * jnp.sum(weights, axis=-1, keepdims=True)  # (B, 1)
     threshold = _largest_threshold(
         lambda t: jnp.sum(jnp.where(weights >= t, weights, 0.0), axis=-1, keepdims=True) >= target,
-        target.shape)
+        target.shape,
+    )
     return weights >= threshold
 
 
@@ -144,8 +155,9 @@ def sample_from_weights(rng: jax.Array, weights: jax.Array) -> jax.Array:
     return (block * _SAMPLE_BLOCK + index).astype(jnp.int32)
 
 
-def sample_tokens(rng: jax.Array, logits: jax.Array, sampling: SamplingConfig
-                  ) -> tuple[jax.Array, jax.Array]:
+def sample_tokens(
+    rng: jax.Array, logits: jax.Array, sampling: SamplingConfig
+) -> tuple[jax.Array, jax.Array]:
     """Chooses one token per row of logits float32[B, V].
 
     Returns (tokens int32[B], log-probs float32[B]); a log-prob is the token's under
@@ -182,8 +194,15 @@ class Decoder(Protocol):
         grows its cache by copying the shorter into the corner of the longer.
         """
 
-    def __call__(self, params: Any, tokens: jax.Array, positions: jax.Array, cache: Any,
-                 cache_index: jax.Array | int, kv_mask: jax.Array) -> tuple[jax.Array, Any]:
+    def __call__(
+        self,
+        params: Any,
+        tokens: jax.Array,
+        positions: jax.Array,
+        cache: Any,
+        cache_index: jax.Array | int,
+        kv_mask: jax.Array,
+    ) -> tuple[jax.Array, Any]:
         """tokens, positions int32[B, T] into slots cache_index.. -> (logits f32[B, T, V], cache).
 
         A query in slot s attends to slots <= s whose kv_mask bool[B, S] is True.
@@ -220,9 +239,18 @@ class GPTDecoder:
         config, params = self.config, prepared["trained"]
         rows, length = tokens.shape
         if length == 1 and rows >= _OUT_FIRST_MIN_ROWS and "out_first" in prepared:
-            config, params = dataclasses.replace(config, out_first_kernels=True), prepared["out_first"]
-        return model_lib.GPT(config).apply({"params": params}, tokens, positions=positions,
-                                          cache=cache, cache_index=cache_index, kv_mask=kv_mask)
+            config, params = (
+                dataclasses.replace(config, out_first_kernels=True),
+                prepared["out_first"],
+            )
+        return model_lib.GPT(config).apply(
+            {"params": params},
+            tokens,
+            positions=positions,
+            cache=cache,
+            cache_index=cache_index,
+            kv_mask=kv_mask,
+        )
 
 
 class Generation(NamedTuple):
@@ -273,7 +301,8 @@ def _shard_rows(tree: Any) -> Any:
     mesh's data axes.
     """
     return jax.tree.map(
-        lambda x: nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1)), tree)
+        lambda x: nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1)), tree
+    )
 
 
 def _grow_cache(decoder: Decoder, cache: Any, batch_size: int, cache_len: int) -> Any:
@@ -281,15 +310,30 @@ def _grow_cache(decoder: Decoder, cache: Any, batch_size: int, cache_len: int) -
 
     Copies each leaf into the corner of `decoder.init_cache`'s: leaves differ only in slots.
     """
-    return _shard_rows(jax.tree.map(lambda new, old: jax.lax.dynamic_update_slice(new, old, (0,) * old.ndim),
-                                    decoder.init_cache(batch_size, cache_len), cache))
+    return _shard_rows(
+        jax.tree.map(
+            lambda new, old: jax.lax.dynamic_update_slice(new, old, (0,) * old.ndim),
+            decoder.init_cache(batch_size, cache_len),
+            cache,
+        )
+    )
 
 
 @jax.jit(static_argnames=("decoder", "max_new_tokens", "sampling", "eod_id"))
-def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: jax.Array,
-             row_prompt: jax.Array, rng: jax.Array, stop_next_state: jax.Array,
-             stop_matched: jax.Array, *, max_new_tokens: int, sampling: SamplingConfig,
-             eod_id: int) -> Generation:
+def generate(
+    decoder: Decoder,
+    params: Any,
+    prompt: jax.Array,
+    prompt_lengths: jax.Array,
+    row_prompt: jax.Array,
+    rng: jax.Array,
+    stop_next_state: jax.Array,
+    stop_matched: jax.Array,
+    *,
+    max_new_tokens: int,
+    sampling: SamplingConfig,
+    eod_id: int,
+) -> Generation:
     """Samples up to max_new_tokens for every row; a row stops at eod_id or a stop sequence.
 
     Args:
@@ -312,8 +356,9 @@ def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: j
     slots = jnp.arange(prompt_len, dtype=jnp.int32)
     padding = (prompt_len - prompt_lengths)[:, None]  # (G, 1)
     positions = jnp.maximum(slots - padding, 0)  # (G, P)
-    kv_mask = jnp.concatenate([slots >= padding, jnp.ones((num_prompts, max_new_tokens - 1), bool)],
-                              axis=1)  # (G, S): pad slots hidden, the slots to come open
+    kv_mask = jnp.concatenate(
+        [slots >= padding, jnp.ones((num_prompts, max_new_tokens - 1), bool)], axis=1
+    )  # (G, S): pad slots hidden, the slots to come open
     # Decode in chunks of _DECODE_CHUNK steps over a cache that holds only the slots written so
     # far: attention streams the whole cache every step (memory bound), so the early steps
     # read a fraction of it. Step n writes slot P - 1 + n.
@@ -329,30 +374,52 @@ def generate(decoder: Decoder, params: Any, prompt: jax.Array, prompt_lengths: j
     first_token = prompt[row_prompt, -1]  # (R,)
 
     def decode_step(kv_mask, state: DecodeState) -> DecodeState:
-        logits, cache = decoder(params, state.token[:, None], (next_position + state.step)[:, None],
-                                state.cache, prompt_len - 1 + state.step, kv_mask)  # (R, 1, V)
+        logits, cache = decoder(
+            params,
+            state.token[:, None],
+            (next_position + state.step)[:, None],
+            state.cache,
+            prompt_len - 1 + state.step,
+            kv_mask,
+        )  # (R, 1, V)
         token, log_prob = sample_tokens(jax.random.fold_in(rng, state.step), logits[:, 0], sampling)
         done = state.done
         stop_state = jnp.where(done, state.stop_state, stop_next_state[state.stop_state, token])
         return DecodeState(
-            step=state.step + 1, token=token, cache=cache, stop_state=stop_state,
+            step=state.step + 1,
+            token=token,
+            cache=cache,
+            stop_state=stop_state,
             done=done | (token == eod_id) | (stop_state == stop_matched),
             tokens=state.tokens.at[:, state.step].set(jnp.where(done, -1, token)),
             log_probs=state.log_probs.at[:, state.step].set(jnp.where(done, 0.0, log_prob)),
-            num_tokens=state.num_tokens + (~done).astype(jnp.int32))
+            num_tokens=state.num_tokens + (~done).astype(jnp.int32),
+        )
 
     state = DecodeState(
-        step=jnp.int32(0), token=first_token, cache=cache, stop_state=jnp.zeros(num_rows, jnp.int32),
-        done=jnp.zeros(num_rows, bool), tokens=_shard_rows(jnp.full((num_rows, max_new_tokens), -1, jnp.int32)),
+        step=jnp.int32(0),
+        token=first_token,
+        cache=cache,
+        stop_state=jnp.zeros(num_rows, jnp.int32),
+        done=jnp.zeros(num_rows, bool),
+        tokens=_shard_rows(jnp.full((num_rows, max_new_tokens), -1, jnp.int32)),
         log_probs=_shard_rows(jnp.zeros((num_rows, max_new_tokens), jnp.float32)),
-        num_tokens=jnp.zeros(num_rows, jnp.int32))
+        num_tokens=jnp.zeros(num_rows, jnp.int32),
+    )
     for end in chunk_ends:
         if prompt_len - 1 + end > cache_len:
             cache_len = prompt_len - 1 + end
             state = state.replace(cache=_grow_cache(decoder, state.cache, num_rows, cache_len))
         running = lambda state, end=end: (state.step < end) & ~jnp.all(state.done)
-        state = jax.lax.while_loop(running, functools.partial(decode_step, kv_mask[:, :cache_len]), state)
-    return Generation(tokens=state.tokens, log_probs=state.log_probs, num_tokens=state.num_tokens, steps=state.step)
+        state = jax.lax.while_loop(
+            running, functools.partial(decode_step, kv_mask[:, :cache_len]), state
+        )
+    return Generation(
+        tokens=state.tokens,
+        log_probs=state.log_probs,
+        num_tokens=state.num_tokens,
+        steps=state.step,
+    )
 
 
 def prompt_buckets(max_prompt_len: int, smallest: int = 32) -> tuple[int, ...]:
@@ -372,6 +439,5 @@ def left_pad(prompts: list[np.ndarray], length: int, pad_id: int) -> np.ndarray:
     """int32[G, length]: each prompt right-aligned after pad_id."""
     out = np.full((len(prompts), length), pad_id, np.int32)
     for row, prompt in enumerate(prompts):
-        out[row, length - len(prompt):] = prompt
+        out[row, length - len(prompt) :] = prompt
     return out
-

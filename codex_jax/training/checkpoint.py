@@ -30,25 +30,40 @@ from codex_jax.training import sharding
 ITEMS = ("params", "opt_state")
 CONFIG_FILENAME = "config.json"
 
+
 class Checkpointer:
     """Saves and restores {"params", "opt_state"} pytrees of sharded jax.Arrays by step."""
 
-    def __init__(self, directory: str | os.PathLike, *, every_steps: int = 1, keep: int | None = None,
-                 config: Any = None, tokenizer_path: str | os.PathLike | None = None,
-                 read_only: bool = False):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        every_steps: int = 1,
+        keep: int | None = None,
+        config: Any = None,
+        tokenizer_path: str | os.PathLike | None = None,
+        read_only: bool = False,
+    ):
         """`read_only`: only restore (creates nothing); else config and tokenizer go beside."""
         self.directory = os.path.abspath(os.fspath(directory))
         self.every_steps = every_steps
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not read_only,
-            read_only=read_only, enable_async_checkpointing=True)
+            max_to_keep=keep,
+            create=not read_only,
+            read_only=read_only,
+            enable_async_checkpointing=True,
+        )
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
         if jax.process_index() == 0 and not read_only:
             if config is not None:
-                jsonl.write_text_atomically(os.path.join(self.directory, CONFIG_FILENAME),
-                                   config.to_json_best_effort(indent=2))
+                jsonl.write_text_atomically(
+                    os.path.join(self.directory, CONFIG_FILENAME),
+                    config.to_json_best_effort(indent=2),
+                )
             if tokenizer_path is not None and os.path.exists(tokenizer_path):
-                shutil.copyfile(tokenizer_path, os.path.join(self.directory, tokenizer_lib.MODEL_FILENAME))
+                shutil.copyfile(
+                    tokenizer_path, os.path.join(self.directory, tokenizer_lib.MODEL_FILENAME)
+                )
 
     def latest_step(self) -> int | None:
         """The newest completely written step, or None."""
@@ -64,12 +79,17 @@ class Checkpointer:
         """
         if step % self.every_steps and not force:
             return False
-        return self._manager.save(step, args=ocp.args.Composite(
-            params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state)),
-            force=True)
+        return self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state)
+            ),
+            force=True,
+        )
 
-    def restore(self, abstract_params: Any, abstract_opt_state: Any | None = None,
-                step: int | None = None) -> tuple[int, Any, Any]:
+    def restore(
+        self, abstract_params: Any, abstract_opt_state: Any | None = None, step: int | None = None
+    ) -> tuple[int, Any, Any]:
         """Restores (step, params, opt_state) into the shardings of the abstract trees.
 
         `abstract_*` are trees of jax.ShapeDtypeStruct carrying the target shardings;
@@ -108,7 +128,9 @@ def latest_step(directory: str | os.PathLike) -> int | None:
         checkpointer.close()
 
 
-def restore_params(directory: str | os.PathLike, abstract_params: Any, step: int | None = None) -> Any:
+def restore_params(
+    directory: str | os.PathLike, abstract_params: Any, step: int | None = None
+) -> Any:
     """Params alone from a checkpoint directory (the latest complete step by default)."""
     checkpointer = Checkpointer(directory, read_only=True)
     try:
@@ -130,8 +152,13 @@ class Model:
     step: int
 
 
-def load_model(checkpoint_dir: str | os.PathLike, *, mesh_config: Any = None, step: int | None = None,
-               this_process_only: bool = False) -> Model:
+def load_model(
+    checkpoint_dir: str | os.PathLike,
+    *,
+    mesh_config: Any = None,
+    step: int | None = None,
+    this_process_only: bool = False,
+) -> Model:
     """The params of `step` (default: the latest) in `checkpoint_dir`, with the model config and
     tokenizer saved beside them; no optimizer is built.
 
@@ -145,11 +172,15 @@ def load_model(checkpoint_dir: str | os.PathLike, *, mesh_config: Any = None, st
     directory = os.path.abspath(os.fspath(checkpoint_dir))
     step = latest_step(directory) if step is None else step
     if step is None:
-        raise FileNotFoundError(f"{directory}: no complete checkpoint (train it first: scripts/pipeline.py)")
+        raise FileNotFoundError(
+            f"{directory}: no complete checkpoint (train it first: scripts/pipeline.py)"
+        )
     for name in (CONFIG_FILENAME, tokenizer_lib.MODEL_FILENAME):
         if not os.path.exists(os.path.join(directory, name)):
-            raise FileNotFoundError(f"{os.path.join(directory, name)}: not found; a checkpoint folder holds "
-                                    "the config and tokenizer it was trained with")
+            raise FileNotFoundError(
+                f"{os.path.join(directory, name)}: not found; a checkpoint folder holds "
+                "the config and tokenizer it was trained with"
+            )
     with open(os.path.join(directory, CONFIG_FILENAME), encoding="utf-8") as f:
         config = ml_collections.ConfigDict(json.load(f))
     tokenizer = tokenizer_lib.load_tokenizer(os.path.join(directory, tokenizer_lib.MODEL_FILENAME))
@@ -158,6 +189,14 @@ def load_model(checkpoint_dir: str | os.PathLike, *, mesh_config: Any = None, st
     mesh = sharding.make_mesh(mesh_config, this_process_only=this_process_only)
     rules = sharding.rules_from_config(mesh_config)
     abstract, _ = sharding.abstract_tree(
-        lambda: gpt.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"], mesh, rules)
-    return Model(config=config, gpt=gpt, params=restore_params(directory, abstract, step=step),
-                 tokenizer=tokenizer, mesh=mesh, rules=rules, step=step)
+        lambda: gpt.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"], mesh, rules
+    )
+    return Model(
+        config=config,
+        gpt=gpt,
+        params=restore_params(directory, abstract, step=step),
+        tokenizer=tokenizer,
+        mesh=mesh,
+        rules=rules,
+        step=step,
+    )

@@ -50,14 +50,22 @@ def initialize(multihost: bool) -> None:
     if not multihost or jax.distributed.is_initialized():
         return
     try:
-        jax.distributed.initialize(num_processes=_env_int("JAX_NUM_PROCESSES"),
-                                   process_id=_env_int("JAX_PROCESS_ID"))
+        jax.distributed.initialize(
+            num_processes=_env_int("JAX_NUM_PROCESSES"), process_id=_env_int("JAX_PROCESS_ID")
+        )
     except ValueError as error:
-        raise ValueError(f"--multihost: {error} No TPU pod, SLURM, Open MPI or Kubernetes job was detected: "
-                         "set JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID "
-                         "on every process") from error
-    logging.info("process %d of %d: %d of %d devices are local", jax.process_index(), jax.process_count(),
-                 jax.local_device_count(), jax.device_count())
+        raise ValueError(
+            f"--multihost: {error} No TPU pod, SLURM, Open MPI or Kubernetes job was detected: "
+            "set JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID "
+            "on every process"
+        ) from error
+    logging.info(
+        "process %d of %d: %d of %d devices are local",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
 
 
 # Without jax.distributed these answer without starting a JAX backend, so a CPU-only stage
@@ -96,7 +104,7 @@ def main_process_first(ensure: Callable[[], Result], name: str) -> Result:
 def process_share(items: Sequence[Item]) -> list[Item]:
     """The items this process owns: every P-th from its index (round robin, so a stretch of
     slow items spreads over the processes). All of them in a single-process run."""
-    return list(items[process_index()::process_count()])
+    return list(items[process_index() :: process_count()])
 
 
 def _all_gather_json(value: Any) -> list[Any]:
@@ -104,14 +112,16 @@ def _all_gather_json(value: Any) -> list[Any]:
     payload = np.frombuffer(json.dumps(value, ensure_ascii=False).encode("utf-8"), np.uint8)
     sizes = multihost_utils.process_allgather(np.int32(len(payload)))  # (P,)
     padded = np.zeros(int(sizes.max()), np.uint8)
-    padded[:len(payload)] = payload
+    padded[: len(payload)] = payload
     parts = multihost_utils.process_allgather(padded)  # (P, max size)
     return [json.loads(part[:size].tobytes().decode("utf-8")) for part, size in zip(parts, sizes)]
 
 
 def broadcast_json(value: Any) -> Any:
     """Process 0's JSON-serialisable `value` on every process (the others pass anything)."""
-    return _all_gather_json(value if is_main_process() else None)[0] if process_count() > 1 else value
+    return (
+        _all_gather_json(value if is_main_process() else None)[0] if process_count() > 1 else value
+    )
 
 
 def gather_in_order(records: list[Record], task_ids: Sequence[str]) -> list[Record]:

@@ -33,17 +33,22 @@ def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     tuned = ml_collections.ConfigDict(config.to_dict())
     for key, value in config.finetune.items():
         if key not in tuned.train:
-            raise ValueError(f"config.finetune.{key}: not a config.train key; expected one of {sorted(tuned.train)}")
+            raise ValueError(
+                f"config.finetune.{key}: not a config.train key; expected one of {sorted(tuned.train)}"
+            )
         tuned.train[key] = value
     try:
         trainer.validate_config(tuned)
     except ValueError as error:
-        raise ValueError(f"{error} (fine-tuning: config.finetune's keys replace config.train's)") from None
+        raise ValueError(
+            f"{error} (fine-tuning: config.finetune's keys replace config.train's)"
+        ) from None
     return tuned
 
 
-def encode_pairs(path: str | os.PathLike, tokenizer: tokenizer_lib.Tokenizer, seq_len: int,
-                 name: str = "pairs") -> tuple[np.ndarray, np.ndarray, int]:
+def encode_pairs(
+    path: str | os.PathLike, tokenizer: tokenizer_lib.Tokenizer, seq_len: int, name: str = "pairs"
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Rows of a pairs file: (tokens int32[N, seq_len + 1], loss_mask int32[N, seq_len], n_too_long).
 
     Target t of a row is tokens[t + 1]; it is scored when that token belongs to the completion
@@ -57,15 +62,22 @@ def encode_pairs(path: str | os.PathLike, tokenizer: tokenizer_lib.Tokenizer, se
             too_long += 1
             continue
         row = np.full(seq_len + 1, tokenizer.pad_id, np.int32)
-        row[:len(ids)] = ids
+        row[: len(ids)] = ids
         mask = np.zeros(seq_len, np.int32)
-        mask[len(prompt) - 1:len(ids) - 1] = 1  # targets prompt[-1]+1 ... eod
+        mask[len(prompt) - 1 : len(ids) - 1] = 1  # targets prompt[-1]+1 ... eod
         rows.append(row)
         masks.append(mask)
     if not rows:
-        raise ValueError(f"{path}: no (prompt, completion) pair fits in seq_len + 1 = {seq_len + 1} tokens")
-    logging.info("fine-tuning %s: %d pairs, %d longer than %d tokens left out", name, len(rows), too_long,
-                 seq_len + 1)
+        raise ValueError(
+            f"{path}: no (prompt, completion) pair fits in seq_len + 1 = {seq_len + 1} tokens"
+        )
+    logging.info(
+        "fine-tuning %s: %d pairs, %d longer than %d tokens left out",
+        name,
+        len(rows),
+        too_long,
+        seq_len + 1,
+    )
     return np.stack(rows), np.stack(masks), too_long
 
 
@@ -76,8 +88,11 @@ class PairData(trainer.DataSource):
     n_val_pairs: int = 0
 
 
-def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-             tokenizer: tokenizer_lib.Tokenizer | None = None) -> PairData:
+def sft_data(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    tokenizer: tokenizer_lib.Tokenizer | None = None,
+) -> PairData:
     """Fine-tuning batches from W/sft (the 'functions' stage's pairs), encoded with `tokenizer`
     (default: the workdir's)."""
     paths = Workdir(workdir)
@@ -87,12 +102,14 @@ def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     t = config.train
     (train_rows, train_masks, _), (val_rows, val_masks, _) = [
         encode_pairs(os.path.join(sft_dir, f"{split}.jsonl"), tokenizer, t.seq_len, split)
-        for split in ("train", "val")]
+        for split in ("train", "val")
+    ]
     processes = {"process_index": jax.process_index(), "process_count": jax.process_count()}
 
     def train_batch(step: int) -> dict[str, np.ndarray]:
-        index = token_files.shuffled_indices(len(train_rows), batch_size=t.batch_size, seed=config.seed, step=step,
-                                      **processes)
+        index = token_files.shuffled_indices(
+            len(train_rows), batch_size=t.batch_size, seed=config.seed, step=step, **processes
+        )
         return {"tokens": train_rows[index], "loss_mask": train_masks[index]}
 
     def eval_batch(index: int) -> dict[str, np.ndarray]:
@@ -105,9 +122,14 @@ def sft_data(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         picked = picked % len(val_rows)
         return {"tokens": val_rows[picked], "loss_mask": val_masks[picked] * in_range[:, None]}
 
-    return PairData(vocab_size=tokenizer.vocab_size, train_batch=train_batch, eval_batch=eval_batch,
-                    token_byte_lengths=np.asarray(tokenizer.token_byte_lengths()),
-                    tokenizer_path=tokenizer_path, n_val_pairs=len(val_rows))
+    return PairData(
+        vocab_size=tokenizer.vocab_size,
+        train_batch=train_batch,
+        eval_batch=eval_batch,
+        token_byte_lengths=np.asarray(tokenizer.token_byte_lengths()),
+        tokenizer_path=tokenizer_path,
+        n_val_pairs=len(val_rows),
+    )
 
 
 def is_complete(checkpoint_dir: str, steps: int) -> bool:
@@ -132,14 +154,24 @@ def ensure_finetuned(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     if not is_complete(directory, tuned.train.steps):
         pretrained = paths.checkpoint("pretrain")
         if not is_complete(pretrained, config.train.steps):
-            raise FileNotFoundError(f"{pretrained}: no checkpoint of step {config.train.steps}; the 'pretrain' "
-                                    "stage makes it (scripts/pipeline.py --stages=finetune builds what it needs)")
-        trainer.train_and_evaluate(tuned, workdir, data=sft_data(tuned, workdir), init_checkpoint=pretrained,
-                                   checkpoint_dir=directory, metrics_path=paths.training_log("finetune"))
+            raise FileNotFoundError(
+                f"{pretrained}: no checkpoint of step {config.train.steps}; the 'pretrain' "
+                "stage makes it (scripts/pipeline.py --stages=finetune builds what it needs)"
+            )
+        trainer.train_and_evaluate(
+            tuned,
+            workdir,
+            data=sft_data(tuned, workdir),
+            init_checkpoint=pretrained,
+            checkpoint_dir=directory,
+            metrics_path=paths.training_log("finetune"),
+        )
     return directory
 
 
-def body_loss(config: ml_collections.ConfigDict, workdir: str | os.PathLike, checkpoint_dir: str) -> dict[str, Any]:
+def body_loss(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, checkpoint_dir: str
+) -> dict[str, Any]:
     """Held-out loss on function bodies (the val pairs) of the latest params in `checkpoint_dir`.
 
     The Codex-S comparison: the same val pairs scored by the pretrained and the fine-tuned model.
@@ -149,5 +181,6 @@ def body_loss(config: ml_collections.ConfigDict, workdir: str | os.PathLike, che
     model = checkpoint.load_model(checkpoint_dir, mesh_config=config.mesh)
     source = sft_data(tuned, workdir, model.tokenizer)
     eval_size = tuned.train.batch_size // tuned.train.grad_accum
-    return trainer.evaluate(trainer.Scorer.for_model(model), model.params, source,
-                            -(-source.n_val_pairs // eval_size))
+    return trainer.evaluate(
+        trainer.Scorer.for_model(model), model.params, source, -(-source.n_val_pairs // eval_size)
+    )

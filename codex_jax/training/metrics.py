@@ -37,8 +37,9 @@ def peak_flops(device: jax.Device, configured: float = 0.0) -> float:
     return measure_matmul_flops(device)
 
 
-def measure_matmul_flops(device: jax.Device | None = None, size: int = 1024, dtype: Any = jnp.float32,
-                         repeats: int = 5) -> float:
+def measure_matmul_flops(
+    device: jax.Device | None = None, size: int = 1024, dtype: Any = jnp.float32, repeats: int = 5
+) -> float:
     """Best-of-`repeats` FLOP/s of a jitted [size, size] @ [size, size] matmul on `device`."""
     device = device or jax.local_devices()[0]
     a = jax.device_put(jnp.ones((size, size), dtype), device)
@@ -64,7 +65,9 @@ def flops_per_token(config: Any, seq_len: int) -> float:
 class MetricsWriter:
     """Appends one JSON object per logged step to a metrics.jsonl file (process 0 only)."""
 
-    def __init__(self, path: str | os.PathLike, resume_step: int, tensorboard_dir: str | None = None):
+    def __init__(
+        self, path: str | os.PathLike, resume_step: int, tensorboard_dir: str | None = None
+    ):
         """Opens `path`; lines for steps after `resume_step` (logged by a run that died before
         its next checkpoint, and about to be logged again) are dropped so each step appears once.
         `tensorboard_dir`: also write every number as a TensorBoard scalar there (tensorboardX)."""
@@ -82,7 +85,9 @@ class MetricsWriter:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
+                kept = [
+                    line for line in f if line.strip() and json.loads(line)["step"] <= resume_step
+                ]
             jsonl.write_text_atomically(self.path, "".join(kept))
 
     def write(self, record: dict[str, Any]) -> None:

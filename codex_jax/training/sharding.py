@@ -37,22 +37,32 @@ def mesh_shape(mesh_config: Any, n_devices: int) -> tuple[int, int, int]:
     sizes = [int(mesh_config[axis]) for axis in MESH_AXES]
     fill = [axis for axis, size in zip(MESH_AXES, sizes) if size == -1]
     if len(fill) > 1 or any(size == 0 or size < -1 for size in sizes):
-        raise ValueError(f"config.mesh: sizes must be positive with at most one -1 (fill), got "
-                         f"{dict(zip(MESH_AXES, sizes))}")
+        raise ValueError(
+            f"config.mesh: sizes must be positive with at most one -1 (fill), got "
+            f"{dict(zip(MESH_AXES, sizes))}"
+        )
     known = math.prod(size for size in sizes if size != -1)
     if fill:
         if n_devices % known:
-            raise ValueError(f"config.mesh: {n_devices} devices do not divide by the fixed axes "
-                             f"{dict(zip(MESH_AXES, sizes))} (product {known})")
+            raise ValueError(
+                f"config.mesh: {n_devices} devices do not divide by the fixed axes "
+                f"{dict(zip(MESH_AXES, sizes))} (product {known})"
+            )
         sizes[MESH_AXES.index(fill[0])] = n_devices // known
     if math.prod(sizes) != n_devices:
-        raise ValueError(f"config.mesh: data*fsdp*model = {math.prod(sizes)} but there are "
-                         f"{n_devices} devices; set one axis to -1 to fill")
+        raise ValueError(
+            f"config.mesh: data*fsdp*model = {math.prod(sizes)} but there are "
+            f"{n_devices} devices; set one axis to -1 to fill"
+        )
     return tuple(sizes)
 
 
-def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None, *,
-              this_process_only: bool = False) -> Mesh:
+def make_mesh(
+    mesh_config: Any,
+    devices: Sequence[jax.Device] | None = None,
+    *,
+    this_process_only: bool = False,
+) -> Mesh:
     """A ('data', 'fsdp', 'model') mesh with Auto axis types over `devices` (default: all).
 
     this_process_only: over this process's devices alone, `fsdp` folded into `data` (work that
@@ -63,8 +73,9 @@ def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None, *,
         mesh_config = {**{axis: mesh_config[axis] for axis in MESH_AXES}, "data": -1, "fsdp": 1}
     devices = list(jax.devices() if devices is None else devices)
     shape = mesh_shape(mesh_config, len(devices))
-    return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
-                         devices=devices)
+    return jax.make_mesh(
+        shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES), devices=devices
+    )
 
 
 def rules_from_config(mesh_config: Any) -> Rules:
@@ -78,8 +89,10 @@ def rules_from_config(mesh_config: Any) -> Rules:
         physical = tuple(physical) if isinstance(physical, (list, tuple)) else physical
         names = physical if isinstance(physical, tuple) else (physical,)
         if logical not in LOGICAL_AXES or any(n is not None and n not in MESH_AXES for n in names):
-            raise ValueError(f"config.mesh.rules: ({logical!r}, {physical!r}) must map one of "
-                             f"{LOGICAL_AXES} onto axes of {MESH_AXES} or None")
+            raise ValueError(
+                f"config.mesh.rules: ({logical!r}, {physical!r}) must map one of "
+                f"{LOGICAL_AXES} onto axes of {MESH_AXES} or None"
+            )
         rules.append((logical, physical))
     return tuple(rules)
 
@@ -126,8 +139,9 @@ def abstract_tree(boxed_init: Callable[[], Any], mesh: Mesh, rules: Rules) -> tu
     """
     boxed = jax.eval_shape(boxed_init)
     shardings = logical_to_sharding(nn.get_partition_spec(boxed), mesh, rules)
-    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                            nn.unbox(boxed), shardings)
+    abstract = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed), shardings
+    )
     return abstract, shardings
 
 
@@ -138,5 +152,7 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[
     `codex_jax.data.token_files.get_batch` returns them); on one host that is the whole batch.
     """
     sharding = batch_sharding(mesh, rules)
-    return {name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-            for name, value in batch.items()}
+    return {
+        name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+        for name, value in batch.items()
+    }

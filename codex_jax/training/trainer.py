@@ -77,56 +77,117 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
     """Raises ValueError naming the field when the config cannot train (before any compile)."""
     m, t, c = config.model, config.train, config.checkpoint
     for field in ("n_layers", "d_model", "n_heads", "d_ff", "max_len"):
-        _check(isinstance(m[field], int) and m[field] > 0, f"model.{field}", m[field], "a positive int")
-    _check(m.d_model % m.n_heads == 0, "model.d_model", m.d_model, f"a multiple of n_heads={m.n_heads}")
-    _check(m.positional in transformer.POSITIONAL, "model.positional", m.positional, f"one of {transformer.POSITIONAL}")
-    _check(m.positional != "rotary" or (m.d_model // m.n_heads) % 2 == 0, "model.d_model", m.d_model,
-           "an even head dim (d_model / n_heads) for rotary positions")
+        _check(
+            isinstance(m[field], int) and m[field] > 0, f"model.{field}", m[field], "a positive int"
+        )
+    _check(
+        m.d_model % m.n_heads == 0, "model.d_model", m.d_model, f"a multiple of n_heads={m.n_heads}"
+    )
+    _check(
+        m.positional in transformer.POSITIONAL,
+        "model.positional",
+        m.positional,
+        f"one of {transformer.POSITIONAL}",
+    )
+    _check(
+        m.positional != "rotary" or (m.d_model // m.n_heads) % 2 == 0,
+        "model.d_model",
+        m.d_model,
+        "an even head dim (d_model / n_heads) for rotary positions",
+    )
     _check(m.dtype in transformer.DTYPES, "model.dtype", m.dtype, f"one of {transformer.DTYPES}")
-    _check(m.attention in transformer.ATTENTION, "model.attention", m.attention, f"one of {transformer.ATTENTION}")
-    _check(m.get("gelu", "tanh") in transformer.GELU, "model.gelu", m.get("gelu"), f"one of {transformer.GELU}")
+    _check(
+        m.attention in transformer.ATTENTION,
+        "model.attention",
+        m.attention,
+        f"one of {transformer.ATTENTION}",
+    )
+    _check(
+        m.get("gelu", "tanh") in transformer.GELU,
+        "model.gelu",
+        m.get("gelu"),
+        f"one of {transformer.GELU}",
+    )
     kv_heads = m.get("n_kv_heads", 0)
-    _check(isinstance(kv_heads, int) and kv_heads >= 0 and m.n_heads % (kv_heads or m.n_heads) == 0,
-           "model.n_kv_heads", kv_heads, f"0 (= n_heads) or a divisor of n_heads={m.n_heads}")
-    _check(0 < m.get("rotary_fraction", 1.0) <= 1, "model.rotary_fraction", m.get("rotary_fraction"), "in (0, 1]")
+    _check(
+        isinstance(kv_heads, int) and kv_heads >= 0 and m.n_heads % (kv_heads or m.n_heads) == 0,
+        "model.n_kv_heads",
+        kv_heads,
+        f"0 (= n_heads) or a divisor of n_heads={m.n_heads}",
+    )
+    _check(
+        0 < m.get("rotary_fraction", 1.0) <= 1,
+        "model.rotary_fraction",
+        m.get("rotary_fraction"),
+        "in (0, 1]",
+    )
     for field in ("steps", "batch_size", "seq_len", "grad_accum", "log_every", "eval_every"):
-        _check(isinstance(t[field], int) and t[field] > 0, f"train.{field}", t[field], "a positive int")
+        _check(
+            isinstance(t[field], int) and t[field] > 0, f"train.{field}", t[field], "a positive int"
+        )
     _check(t.seq_len <= m.max_len, "train.seq_len", t.seq_len, f"<= model.max_len={m.max_len}")
     _check(t.lr > 0, "train.lr", t.lr, "> 0")
-    _check(0 <= t.warmup_steps < t.steps, "train.warmup_steps", t.warmup_steps,
-           f"in [0, steps={t.steps}): the cosine decay needs a step after warmup")
+    _check(
+        0 <= t.warmup_steps < t.steps,
+        "train.warmup_steps",
+        t.warmup_steps,
+        f"in [0, steps={t.steps}): the cosine decay needs a step after warmup",
+    )
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
     _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0 (0 = no clipping)")
     _check(t.eval_batches >= 0, "train.eval_batches", t.eval_batches, ">= 0")
-    _check(t.batch_size % t.grad_accum == 0, "train.batch_size", t.batch_size,
-           f"a multiple of train.grad_accum={t.grad_accum}")
-    _check(t.batch_size % jax.process_count() == 0, "train.batch_size", t.batch_size,
-           f"a multiple of the {jax.process_count()} processes")
-    _check(not t.get("tensorboard") or importlib.util.find_spec("tensorboardX") is not None,
-           "train.tensorboard", t.get("tensorboard"), "False, or `pip install tensorboardX` first")
+    _check(
+        t.batch_size % t.grad_accum == 0,
+        "train.batch_size",
+        t.batch_size,
+        f"a multiple of train.grad_accum={t.grad_accum}",
+    )
+    _check(
+        t.batch_size % jax.process_count() == 0,
+        "train.batch_size",
+        t.batch_size,
+        f"a multiple of the {jax.process_count()} processes",
+    )
+    _check(
+        not t.get("tensorboard") or importlib.util.find_spec("tensorboardX") is not None,
+        "train.tensorboard",
+        t.get("tensorboard"),
+        "False, or `pip install tensorboardX` first",
+    )
     _check(c.every_steps > 0, "checkpoint.every_steps", c.every_steps, "a positive int")
     _check(c.keep > 0, "checkpoint.keep", c.keep, "a positive int")
     mesh_shape = sharding.mesh_shape(config.mesh, n_devices or jax.device_count())
-    shards = sharding.batch_shards(dict(zip(sharding.MESH_AXES, mesh_shape)),
-                                   sharding.rules_from_config(config.mesh))
-    _check((t.batch_size // t.grad_accum) % shards == 0, "train.batch_size", t.batch_size,
-           f"batch_size / grad_accum divisible by the {shards} batch shards of mesh {mesh_shape}")
+    shards = sharding.batch_shards(
+        dict(zip(sharding.MESH_AXES, mesh_shape)), sharding.rules_from_config(config.mesh)
+    )
+    _check(
+        (t.batch_size // t.grad_accum) % shards == 0,
+        "train.batch_size",
+        t.batch_size,
+        f"batch_size / grad_accum divisible by the {shards} batch shards of mesh {mesh_shape}",
+    )
 
 
 def make_optimizer(train_config: Any) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """AdamW (0.9, 0.95, 1e-8) with masked weight decay, warmup + cosine, global-norm clipping."""
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=train_config.lr, warmup_steps=train_config.warmup_steps,
-        decay_steps=train_config.steps, end_value=train_config.lr * 0.1)
+        init_value=0.0,
+        peak_value=train_config.lr,
+        warmup_steps=train_config.warmup_steps,
+        decay_steps=train_config.steps,
+        end_value=train_config.lr * 0.1,
+    )
 
     def decay_mask(params):  # matmul weights and embeddings; not norms, not biases
         def decays(path, _):  # the parameter's name is its last dict key (boxes add attributes)
             name = [entry.key for entry in path if isinstance(entry, jax.tree_util.DictKey)][-1]
             return name in ("kernel", "embedding")
+
         return jax.tree_util.tree_map_with_path(decays, params)
 
-    adamw = optax.adamw(schedule, b1=0.9, b2=0.95, eps=1e-8, weight_decay=train_config.weight_decay,
-                        mask=decay_mask)
+    adamw = optax.adamw(
+        schedule, b1=0.9, b2=0.95, eps=1e-8, weight_decay=train_config.weight_decay, mask=decay_mask
+    )
     if train_config.grad_clip > 0:
         return optax.chain(optax.clip_by_global_norm(train_config.grad_clip), adamw), schedule
     return adamw, schedule
@@ -145,12 +206,22 @@ def loss_sums(params: Any, gpt: transformer.GPT, batch: Batch) -> tuple[jax.Arra
     return jnp.sum(cross_entropy * mask), jnp.sum(mask)
 
 
-def train_step(state: TrainState, batch: Batch, *, gpt: transformer.GPT, tx: optax.GradientTransformation,
-               schedule: optax.Schedule, grad_accum: int) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    gpt: transformer.GPT,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    grad_accum: int,
+) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step over `batch` split into `grad_accum` micro-batches."""
     total = jnp.maximum(
-        batch["loss_mask"].astype(jnp.float32).sum() if "loss_mask" in batch
-        else jnp.float32(np.prod(batch["tokens"][:, 1:].shape)), 1.0)
+        batch["loss_mask"].astype(jnp.float32).sum()
+        if "loss_mask" in batch
+        else jnp.float32(np.prod(batch["tokens"][:, 1:].shape)),
+        1.0,
+    )
 
     def scaled_loss(params, micro_batch):  # summed over the micro-batch, over the batch's count
         return loss_sums(params, gpt, micro_batch)[0] / total
@@ -160,8 +231,12 @@ def train_step(state: TrainState, batch: Batch, *, gpt: transformer.GPT, tx: opt
         loss, grads = micro_grads(state.params, batch)
     else:
         # Row r goes to micro-batch r % grad_accum: each device keeps its own rows.
-        micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum,
-                                                              *x.shape[1:]), 0, 1), batch)
+        micro = jax.tree.map(
+            lambda x: jnp.swapaxes(
+                x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 0, 1
+            ),
+            batch,
+        )
 
         def accumulate(carry, micro_batch):
             loss, grads = micro_grads(state.params, micro_batch)
@@ -199,8 +274,9 @@ class Setup:
         return sharding.shard_batch(batch, self.mesh, self.rules)
 
 
-def setup(config: ml_collections.ConfigDict, vocab_size: int,
-          devices: list[jax.Device] | None = None) -> Setup:
+def setup(
+    config: ml_collections.ConfigDict, vocab_size: int, devices: list[jax.Device] | None = None
+) -> Setup:
     """Builds model, optimizer, mesh and the jitted init/train/eval functions (nothing compiled yet)."""
     validate_config(config, len(devices) if devices is not None else None)
     gpt = transformer.GPT(transformer.GPTConfig.from_config(config.model, vocab_size))
@@ -224,31 +300,51 @@ def setup(config: ml_collections.ConfigDict, vocab_size: int,
             return init_jitted()
 
     step_fn = _jit_in_context(
-        lambda state, batch: train_step(state, batch, gpt=gpt, tx=tx, schedule=schedule,
-                                        grad_accum=config.train.grad_accum), mesh, rules,
+        lambda state, batch: train_step(
+            state, batch, gpt=gpt, tx=tx, schedule=schedule, grad_accum=config.train.grad_accum
+        ),
+        mesh,
+        rules,
         in_shardings=(state_shardings, sharding.batch_sharding(mesh, rules)),
-        out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
-    return Setup(gpt=gpt, mesh=mesh, rules=rules, state_shardings=state_shardings,
-                 abstract_state=abstract_state, init=init, train_step=step_fn,
-                 eval_step=make_eval_step(gpt, mesh, rules, state_shardings.params))
+        out_shardings=(state_shardings, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+    return Setup(
+        gpt=gpt,
+        mesh=mesh,
+        rules=rules,
+        state_shardings=state_shardings,
+        abstract_state=abstract_state,
+        init=init,
+        train_step=step_fn,
+        eval_step=make_eval_step(gpt, mesh, rules, state_shardings.params),
+    )
 
 
-def _jit_in_context(fn: Callable, mesh: jax.sharding.Mesh, rules: sharding.Rules, **jit_kwargs) -> Callable:
+def _jit_in_context(
+    fn: Callable, mesh: jax.sharding.Mesh, rules: sharding.Rules, **jit_kwargs
+) -> Callable:
     """jit, traced and run under the mesh and its logical axis rules (the model's constraints)."""
     jitted = jax.jit(fn, **jit_kwargs)
 
     def call(*args):
         with sharding.context(mesh, rules):
             return jitted(*args)
+
     return call
 
 
-def make_eval_step(gpt: transformer.GPT, mesh: jax.sharding.Mesh, rules: sharding.Rules,
-                   param_shardings: Any) -> Callable[[Any, Batch], dict]:
+def make_eval_step(
+    gpt: transformer.GPT, mesh: jax.sharding.Mesh, rules: sharding.Rules, param_shardings: Any
+) -> Callable[[Any, Batch], dict]:
     """The jitted `eval_step` of params placed by `param_shardings` (no optimizer needed)."""
-    return _jit_in_context(lambda params, batch: eval_step(params, batch, gpt=gpt), mesh, rules,
-                           in_shardings=(param_shardings, sharding.batch_sharding(mesh, rules)),
-                           out_shardings=sharding.replicated(mesh))
+    return _jit_in_context(
+        lambda params, batch: eval_step(params, batch, gpt=gpt),
+        mesh,
+        rules,
+        in_shardings=(param_shardings, sharding.batch_sharding(mesh, rules)),
+        out_shardings=sharding.replicated(mesh),
+    )
 
 
 @dataclasses.dataclass
@@ -263,13 +359,19 @@ class Scorer:
     def for_model(cls, model: checkpoint.Model) -> "Scorer":
         """A loaded model's scorer: no optimizer, no train state."""
         param_shardings = jax.tree.map(lambda x: x.sharding, model.params)
-        return cls(make_eval_step(model.gpt, model.mesh, model.rules, param_shardings), model.mesh, model.rules)
+        return cls(
+            make_eval_step(model.gpt, model.mesh, model.rules, param_shardings),
+            model.mesh,
+            model.rules,
+        )
 
     def shard_batch(self, batch: Batch) -> dict[str, jax.Array]:
         return sharding.shard_batch(batch, self.mesh, self.rules)
 
 
-def evaluate(run: Setup | Scorer, params: Any, data: DataSource, n_batches: int) -> dict[str, float]:
+def evaluate(
+    run: Setup | Scorer, params: Any, data: DataSource, n_batches: int
+) -> dict[str, float]:
     """val_loss (nats per scored target) and, given token byte lengths, val_bits_per_byte:
     summed cross-entropy in bits over the UTF-8 bytes of exactly the scored targets."""
     loss_sum = count = n_bytes = 0.0
@@ -300,17 +402,38 @@ def pretraining_data(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     paths = Workdir(workdir)
     data_dir, tokenizer_path = paths.data, require(paths.tokenizer, "tokenizer")
     meta = token_files.load_meta(data_dir)
-    train_tokens, val_tokens = token_files.load_tokens(data_dir, "train"), token_files.load_tokens(data_dir, "val")
+    train_tokens, val_tokens = (
+        token_files.load_tokens(data_dir, "train"),
+        token_files.load_tokens(data_dir, "val"),
+    )
     processes = {"process_index": jax.process_index(), "process_count": jax.process_count()}
     t = config.train
     return DataSource(
         vocab_size=int(meta["vocab_size"]),
-        train_batch=lambda step: {"tokens": token_files.get_batch(
-            train_tokens, batch_size=t.batch_size, seq_len=t.seq_len, seed=config.seed, step=step, **processes)},
-        eval_batch=lambda index: {"tokens": token_files.get_eval_batch(
-            val_tokens, batch_size=t.batch_size // t.grad_accum, seq_len=t.seq_len, index=index, **processes)},
-        token_byte_lengths=np.asarray(tokenizer.load_tokenizer(tokenizer_path).token_byte_lengths()),
-        tokenizer_path=tokenizer_path)
+        train_batch=lambda step: {
+            "tokens": token_files.get_batch(
+                train_tokens,
+                batch_size=t.batch_size,
+                seq_len=t.seq_len,
+                seed=config.seed,
+                step=step,
+                **processes,
+            )
+        },
+        eval_batch=lambda index: {
+            "tokens": token_files.get_eval_batch(
+                val_tokens,
+                batch_size=t.batch_size // t.grad_accum,
+                seq_len=t.seq_len,
+                index=index,
+                **processes,
+            )
+        },
+        token_byte_lengths=np.asarray(
+            tokenizer.load_tokenizer(tokenizer_path).token_byte_lengths()
+        ),
+        tokenizer_path=tokenizer_path,
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -320,18 +443,39 @@ def _duration(seconds: float) -> str:
 
 def _log_line(record: dict[str, Any], steps: int, seconds_per_step: float | None) -> None:
     """One human-readable progress line: loss, validation, lr, rate, MFU and ETA."""
-    rate = (f"{record['tokens_per_s']:,.0f} tok/s, mfu {record['mfu']:.1%}, "
-            f"eta {_duration(seconds_per_step * (steps - record['step']))}") if seconds_per_step else "compiled"
-    validation = "".join(f" {k} {record[k]:.4f}" for k in ("val_loss", "val_bits_per_byte") if k in record)
-    logging.info("step %d/%d loss %.4f%s lr %.2e grad_norm %.3f | %s", record["step"], steps, record["loss"],
-                 validation, record["lr"], record["grad_norm"], rate)
+    rate = (
+        (
+            f"{record['tokens_per_s']:,.0f} tok/s, mfu {record['mfu']:.1%}, "
+            f"eta {_duration(seconds_per_step * (steps - record['step']))}"
+        )
+        if seconds_per_step
+        else "compiled"
+    )
+    validation = "".join(
+        f" {k} {record[k]:.4f}" for k in ("val_loss", "val_bits_per_byte") if k in record
+    )
+    logging.info(
+        "step %d/%d loss %.4f%s lr %.2e grad_norm %.3f | %s",
+        record["step"],
+        steps,
+        record["loss"],
+        validation,
+        record["lr"],
+        record["grad_norm"],
+        rate,
+    )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                       data: DataSource | None = None, init_checkpoint: str | os.PathLike | None = None,
-                       checkpoint_dir: str | os.PathLike | None = None,
-                       metrics_path: str | os.PathLike | None = None,
-                       devices: list[jax.Device] | None = None) -> TrainState:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    data: DataSource | None = None,
+    init_checkpoint: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    metrics_path: str | os.PathLike | None = None,
+    devices: list[jax.Device] | None = None,
+) -> TrainState:
     """Trains `config.train.steps` steps, resuming from the latest checkpoint in `checkpoint_dir`.
 
     Args:
@@ -349,12 +493,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     run = setup(config, data.vocab_size, devices)
     t = config.train
     checkpointer = checkpoint.Checkpointer(
-        checkpoint_dir or Workdir(workdir).checkpoint("pretrain"), every_steps=config.checkpoint.every_steps,
-        keep=config.checkpoint.keep, config=config, tokenizer_path=data.tokenizer_path)
+        checkpoint_dir or Workdir(workdir).checkpoint("pretrain"),
+        every_steps=config.checkpoint.every_steps,
+        keep=config.checkpoint.keep,
+        config=config,
+        tokenizer_path=data.tokenizer_path,
+    )
     if checkpointer.latest_step() is not None:
-        step, params, opt_state = checkpointer.restore(run.abstract_state.params, run.abstract_state.opt_state)
-        state = TrainState(step=jax.device_put(jnp.int32(step), run.state_shardings.step),
-                           params=params, opt_state=opt_state)
+        step, params, opt_state = checkpointer.restore(
+            run.abstract_state.params, run.abstract_state.opt_state
+        )
+        state = TrainState(
+            step=jax.device_put(jnp.int32(step), run.state_shardings.step),
+            params=params,
+            opt_state=opt_state,
+        )
         logging.info("resumed from %s at step %d", checkpointer.directory, step)
     else:
         state = run.init()
@@ -364,11 +517,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             logging.info("initial params from %s", init_checkpoint)
     start = int(state.step)
     metrics_path = metrics_path or Workdir(workdir).training_log("pretrain")
-    tensorboard_dir = os.path.splitext(metrics_path)[0] + "_tensorboard" if t.get("tensorboard") else None
+    tensorboard_dir = (
+        os.path.splitext(metrics_path)[0] + "_tensorboard" if t.get("tensorboard") else None
+    )
     writer = metrics.MetricsWriter(metrics_path, resume_step=start, tensorboard_dir=tensorboard_dir)
     tokens_per_step = t.batch_size * t.seq_len
     flops_per_step = metrics.flops_per_token(run.gpt.config, t.seq_len) * tokens_per_step
-    peak = metrics.peak_flops(jax.local_devices()[0], t.peak_flops) * run.mesh.size  # devices()[0] may be another host's
+    peak = (
+        metrics.peak_flops(jax.local_devices()[0], t.peak_flops) * run.mesh.size
+    )  # devices()[0] may be another host's
 
     timer_start, timed_steps = None, 0
     for step in range(start, t.steps):
@@ -379,7 +536,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             timer_start = time.perf_counter()
         else:
             timed_steps += 1
-        is_eval = data.eval_batch is not None and t.eval_batches > 0 and (done % t.eval_every == 0 or done == t.steps)
+        is_eval = (
+            data.eval_batch is not None
+            and t.eval_batches > 0
+            and (done % t.eval_every == 0 or done == t.steps)
+        )
         if is_eval or done % t.log_every == 0 or done == t.steps:
             record = {"step": done, **{k: float(v) for k, v in step_metrics.items()}}
             seconds_per_step = (time.perf_counter() - timer_start) / max(timed_steps, 1)

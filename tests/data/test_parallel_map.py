@@ -51,8 +51,16 @@ def _fail_to_start() -> None:
 
 @pytest.mark.parametrize("n_workers", [1, 2])
 def test_results_come_in_input_order_with_the_initializer_applied(tmp_path, n_workers):
-    results = list(parallel_map.ordered_map(_shifted_with_pid, range(100), n_workers=n_workers, chunk_size=7,
-                                        initializer=_start, initargs=(1000, str(tmp_path), n_workers)))
+    results = list(
+        parallel_map.ordered_map(
+            _shifted_with_pid,
+            range(100),
+            n_workers=n_workers,
+            chunk_size=7,
+            initializer=_start,
+            initargs=(1000, str(tmp_path), n_workers),
+        )
+    )
     assert [value for value, _ in results] == list(range(1000, 1100))
     pids = {pid for _, pid in results}
     if n_workers == 1:
@@ -71,8 +79,9 @@ def test_reads_a_bounded_number_of_chunks_ahead():
 
     chunk_size, n_workers, per_worker = 3, 2, 2
     ahead = chunk_size * n_workers * per_worker  # items submitted but not yet yielded, at most
-    results = parallel_map.ordered_map(abs, items(), n_workers=n_workers, chunk_size=chunk_size,
-                                   in_flight_per_worker=per_worker)
+    results = parallel_map.ordered_map(
+        abs, items(), n_workers=n_workers, chunk_size=chunk_size, in_flight_per_worker=per_worker
+    )
     for index, result in enumerate(results):
         assert result == index
         assert len(consumed) <= index + ahead, f"read {len(consumed)} items to yield item {index}"
@@ -89,9 +98,15 @@ def test_an_exception_in_a_worker_reaches_the_caller(n_workers):
 
 def test_a_worker_that_fails_to_start_raises_instead_of_hanging():
     with pytest.raises(concurrent.futures.process.BrokenProcessPool):
-        list(parallel_map.ordered_map(abs, range(40), n_workers=2, chunk_size=4, initializer=_fail_to_start))
+        list(
+            parallel_map.ordered_map(
+                abs, range(40), n_workers=2, chunk_size=4, initializer=_fail_to_start
+            )
+        )
 
 
 def test_zero_workers_means_every_available_core(monkeypatch):
     monkeypatch.setattr(parallel_map, "available_cores", lambda: 1)  # 1 core: runs in this process
-    assert list(parallel_map.ordered_map(_pid, [1, 2], n_workers=0, chunk_size=1)) == [os.getpid()] * 2
+    assert (
+        list(parallel_map.ordered_map(_pid, [1, 2], n_workers=0, chunk_size=1)) == [os.getpid()] * 2
+    )

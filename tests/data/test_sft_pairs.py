@@ -71,13 +71,20 @@ def test_extract_standalone_function_with_used_imports_only():
     assert set(by_name) == {"standalone", "with_doctest"}
     p = by_name["standalone"]
     assert p["task_id"] == "pkg/m.py:standalone"
-    assert p["prompt"].startswith("from collections import Counter\nimport re as regex\n\n\ndef standalone(")
+    assert p["prompt"].startswith(
+        "from collections import Counter\nimport re as regex\n\n\ndef standalone("
+    )
     assert "import os" not in p["prompt"]
     assert p["prompt"].endswith('lower-cased."""\n')
     assert p["completion"].startswith("    # comment kept with the body\n    words = ")
     assert p["completion"].endswith("most_common(n)]\n")
-    assert dropped == {"not_standalone": 2, "nested_or_global": 1, "trivial_body": 1,
-                       "no_docstring": 1, "decorated": 1}
+    assert dropped == {
+        "not_standalone": 2,
+        "nested_or_global": 1,
+        "trivial_body": 1,
+        "no_docstring": 1,
+        "decorated": 1,
+    }
 
 
 def test_prompt_plus_completion_runs_alone():
@@ -92,8 +99,11 @@ def test_doctest_check_passes_right_body_and_fails_wrong_one():
     problems, _ = sft_pairs.extract_functions("m.py", SOURCE)
     p = next(p for p in problems if p["entry_point"] == "with_doctest")
     assert p["has_doctest"]
-    for completion, passes in ((p["completion"], True), ("    return 3 * n\n", False),
-                               ("    return n + n\n", False)):  # right values, wrong exception
+    for completion, passes in (
+        (p["completion"], True),
+        ("    return 3 * n\n", False),
+        ("    return n + n\n", False),
+    ):  # right values, wrong exception
         namespace = {}
         exec(p["prompt"] + completion + p["test"], namespace)
         try:
@@ -109,7 +119,9 @@ def test_limits_drop_long_functions():
     source = f'def f():\n    """A function with a long body."""\n{body}    return x0\n'
     problems, dropped = sft_pairs.extract_functions("m.py", source)
     assert not problems and dropped == {"long_body": 1}
-    problems, _ = sft_pairs.extract_functions("m.py", source, sft_pairs.Limits(max_body_lines=60, max_chars=10_000))
+    problems, _ = sft_pairs.extract_functions(
+        "m.py", source, sft_pairs.Limits(max_body_lines=60, max_chars=10_000)
+    )
     assert len(problems) == 1
 
 

@@ -32,7 +32,9 @@ def workdir(tmp_path_factory, folder_source):
     pipeline.run(config, workdir, ["data"])
     train, val = corpus_split(workdir, "train"), corpus_split(workdir, "val")
     assert sorted(train + val) == sorted(DOCUMENTS) and len(val) >= 3
-    assert len(train) > 2 * token_files._CHUNK_DOCUMENTS  # several chunks: their order across workers is tested
+    assert (
+        len(train) > 2 * token_files._CHUNK_DOCUMENTS
+    )  # several chunks: their order across workers is tested
     markers = [workdir / p for p in ("corpus/stats.json", "tokenizer.model", "data/meta.json")]
     mtimes = [os.stat(p).st_mtime_ns for p in markers]
     pipeline.run(config, workdir, ["data"])  # complete: returns without touching any stage's files
@@ -45,12 +47,16 @@ def test_ensure_data_encodes_again_after_the_tokenizer_changes(tmp_path, folder_
     workdir = tmp_path / "work"
     pipeline.run(config, workdir, ["corpus"])
     for vocab_size in (400, 350):
-        tokenizer_lib.write_model(tokenizer_lib.train_from_documents(DOCUMENTS, vocab_size, num_threads=1),
-                                  workdir / "tokenizer.model")
+        tokenizer_lib.write_model(
+            tokenizer_lib.train_from_documents(DOCUMENTS, vocab_size, num_threads=1),
+            workdir / "tokenizer.model",
+        )
         data_dir = token_files.ensure_data(config, workdir)
         assert token_files.load_meta(data_dir)["vocab_size"] == vocab_size
     tok = tokenizer_lib.load_tokenizer(workdir / "tokenizer.model")
-    assert tok.decode(token_files.load_tokens(data_dir, "val")) == "".join(corpus_split(workdir, "val"))
+    assert tok.decode(token_files.load_tokens(data_dir, "val")) == "".join(
+        corpus_split(workdir, "val")
+    )
 
 
 def test_meta_json_counts(workdir):
@@ -63,7 +69,11 @@ def test_meta_json_counts(workdir):
         assert meta[split]["n_documents"] == len(documents)
         assert meta[split]["n_bytes"] == sum(len(d.encode("utf-8")) for d in documents)
         assert meta[split]["n_tokens"] * 2 == os.path.getsize(workdir / "data" / f"{split}.bin")
-    assert sorted(os.listdir(workdir / "data")) == ["meta.json", "train.bin", "val.bin"]  # no temp files
+    assert sorted(os.listdir(workdir / "data")) == [
+        "meta.json",
+        "train.bin",
+        "val.bin",
+    ]  # no temp files
 
 
 @pytest.mark.parametrize("split", token_files.SPLITS)
@@ -92,25 +102,39 @@ def test_batch_dtype_shape_and_determinism():
     tokens = arange_tokens(50, 8)
     batch = token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4)
     assert batch.dtype == np.int32 and batch.shape == (6, 9)
-    np.testing.assert_array_equal(batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4))
-    assert not np.array_equal(batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=5))
-    assert not np.array_equal(batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=4, step=4))
+    np.testing.assert_array_equal(
+        batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=4)
+    )
+    assert not np.array_equal(
+        batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=3, step=5)
+    )
+    assert not np.array_equal(
+        batch, token_files.get_batch(tokens, batch_size=6, seq_len=8, seed=4, step=4)
+    )
 
 
 def test_restart_at_step_gives_the_same_batch():
     tokens = arange_tokens(37, 4)
-    run = [token_files.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=s) for s in range(20)]
+    run = [
+        token_files.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=s) for s in range(20)
+    ]
     token_files._epoch_permutation.cache_clear()  # a restarted process starts with no cached state
     for step in (13, 7, 19):
-        np.testing.assert_array_equal(token_files.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=step), run[step])
+        np.testing.assert_array_equal(
+            token_files.get_batch(tokens, batch_size=5, seq_len=4, seed=0, step=step), run[step]
+        )
 
 
 def test_processes_split_the_global_batch_without_overlap():
     tokens = arange_tokens(40, 4)
     for step in range(6):
         whole = token_files.get_batch(tokens, batch_size=8, seq_len=4, seed=1, step=step)
-        parts = [token_files.get_batch(tokens, batch_size=8, seq_len=4, seed=1, step=step, process_index=p, process_count=4)
-                 for p in range(4)]
+        parts = [
+            token_files.get_batch(
+                tokens, batch_size=8, seq_len=4, seed=1, step=step, process_index=p, process_count=4
+            )
+            for p in range(4)
+        ]
         assert all(p.shape == (2, 5) for p in parts)
         np.testing.assert_array_equal(np.concatenate(parts), whole)
         assert len(set(window_ids(whole, 4))) == 8
@@ -123,7 +147,12 @@ def test_each_epoch_covers_every_window_once():
     for epoch in range(2):
         seen = []
         for step in range(epoch * 5, (epoch + 1) * 5):
-            seen += window_ids(token_files.get_batch(tokens, batch_size=batch_size, seq_len=seq_len, seed=0, step=step), seq_len)
+            seen += window_ids(
+                token_files.get_batch(
+                    tokens, batch_size=batch_size, seq_len=seq_len, seed=0, step=step
+                ),
+                seq_len,
+            )
         assert sorted(seen) == list(range(n_windows))
         epochs.append(seen)
     assert epochs[0] != epochs[1]  # each epoch is shuffled anew
@@ -134,16 +163,30 @@ def test_batches_straddle_epochs_when_they_do_not_divide_the_split():
     tokens = arange_tokens(7, 4)
     seen = []
     for step in range(7):  # 7 steps x 3 rows = 3 epochs of 7 windows
-        seen += window_ids(token_files.get_batch(tokens, batch_size=3, seq_len=4, seed=2, step=step), 4)
+        seen += window_ids(
+            token_files.get_batch(tokens, batch_size=3, seq_len=4, seed=2, step=step), 4
+        )
     for epoch in range(3):
-        assert sorted(seen[epoch * 7:(epoch + 1) * 7]) == list(range(7))
+        assert sorted(seen[epoch * 7 : (epoch + 1) * 7]) == list(range(7))
 
 
 def test_eval_batches_are_consecutive_windows_in_file_order():
     tokens = arange_tokens(10, 4)
-    assert window_ids(token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1), 4) == [4, 5, 6, 7]
-    assert window_ids(token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=2), 4) == [8, 9, 0, 1]
-    part = token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1, process_index=1, process_count=2)
+    assert window_ids(token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=1), 4) == [
+        4,
+        5,
+        6,
+        7,
+    ]
+    assert window_ids(token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=2), 4) == [
+        8,
+        9,
+        0,
+        1,
+    ]
+    part = token_files.get_eval_batch(
+        tokens, batch_size=4, seq_len=4, index=1, process_index=1, process_count=2
+    )
     assert part.dtype == np.int32 and window_ids(part, 4) == [6, 7]
 
 
@@ -151,7 +194,9 @@ def test_errors_name_the_numbers():
     with pytest.raises(ValueError, match=r"10 tokens.*seq_len \+ 1 = 11"):
         token_files.get_batch(np.zeros(10, np.uint16), batch_size=2, seq_len=10, seed=0, step=0)
     with pytest.raises(ValueError, match="batch_size 6 is not divisible by process_count 4"):
-        token_files.get_eval_batch(arange_tokens(10, 4), batch_size=6, seq_len=4, index=0, process_count=4)
+        token_files.get_eval_batch(
+            arange_tokens(10, 4), batch_size=6, seq_len=4, index=0, process_count=4
+        )
 
 
 def test_batches_from_encoded_data(workdir):
@@ -159,4 +204,7 @@ def test_batches_from_encoded_data(workdir):
     batch = token_files.get_batch(tokens, batch_size=4, seq_len=16, seed=0, step=0)
     assert batch.shape == (4, 17) and batch.dtype == np.int32
     for row in batch:  # every row is one of the stride-16 windows of the file
-        assert any(np.array_equal(tokens[start:start + 17], row) for start in range(0, len(tokens) - 16, 16))
+        assert any(
+            np.array_equal(tokens[start : start + 17], row)
+            for start in range(0, len(tokens) - 16, 16)
+        )

@@ -9,8 +9,28 @@ from hypothesis import strategies as st
 from codex_jax import jsonl, pipeline
 from codex_jax.data import tokenizer as tokenizer_lib
 
-WORDS = ("def", "return", "self", "value", "items", "for", "in", "if", "else", "None", "import",
-         "class", "print", "range", "len", "x", "y", "_private", "données", "名前")
+WORDS = (
+    "def",
+    "return",
+    "self",
+    "value",
+    "items",
+    "for",
+    "in",
+    "if",
+    "else",
+    "None",
+    "import",
+    "class",
+    "print",
+    "range",
+    "len",
+    "x",
+    "y",
+    "_private",
+    "données",
+    "名前",
+)
 
 
 def synthetic_file(rng: random.Random) -> str:
@@ -24,7 +44,9 @@ def synthetic_file(rng: random.Random) -> str:
         depth = rng.randint(0, 3)
         indent = "\t" * depth if rng.random() < 0.1 else "    " * depth
         words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
-        lines.append(f"{indent}{words}({rng.randint(0, 999)}):" + ("\r" if rng.random() < 0.05 else ""))
+        lines.append(
+            f"{indent}{words}({rng.randint(0, 999)}):" + ("\r" if rng.random() < 0.05 else "")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -70,8 +92,29 @@ def test_tricky_strings_round_trip(tok, text):
 
 text_strategy = st.one_of(
     st.text(alphabet=st.characters(exclude_categories=("Cs",))),  # any code point but surrogates
-    st.lists(st.sampled_from([" ", "\t", "\n", "\r", "\x00", "\x0b", "\x0c", "\x1b", "\u2581", "\ufeff",
-                              "\u00a0", "\u3000", "é", "x", "def", "    "]), max_size=40).map("".join),
+    st.lists(
+        st.sampled_from(
+            [
+                " ",
+                "\t",
+                "\n",
+                "\r",
+                "\x00",
+                "\x0b",
+                "\x0c",
+                "\x1b",
+                "\u2581",
+                "\ufeff",
+                "\u00a0",
+                "\u3000",
+                "é",
+                "x",
+                "def",
+                "    ",
+            ]
+        ),
+        max_size=40,
+    ).map("".join),
 )
 
 
@@ -112,7 +155,9 @@ def test_completion_decoded_alone_keeps_leading_spaces(tok):
 
 @settings(max_examples=200, deadline=None)
 @given(head=text_strategy, tail=text_strategy)
-@example(head="    def run(self):", tail="        return self.value")  # frequent in the training files
+@example(
+    head="    def run(self):", tail="        return self.value"
+)  # frequent in the training files
 def test_tokens_are_line_aligned(tok, head, tail):
     """A prompt ending with a newline tokenizes as it does inside a longer text."""
     assert tok.encode(head + "\n") + tok.encode(tail) == tok.encode(head + "\n" + tail)
@@ -120,7 +165,9 @@ def test_tokens_are_line_aligned(tok, head, tail):
 
 def test_no_token_holds_a_newline_except_at_its_end(tok):
     pieces = [tok.decode_bytes([i]) for i in range(tok.vocab_size)]
-    assert any(p.endswith(b"\n") and len(p) > 1 for p in pieces)  # newlines do merge with what precedes
+    assert any(
+        p.endswith(b"\n") and len(p) > 1 for p in pieces
+    )  # newlines do merge with what precedes
     assert not [p for p in pieces if b"\n" in p[:-1]]
 
 
@@ -154,13 +201,19 @@ def test_token_byte_lengths_match_decode_of_any_ids(tok, data):
             ids += tok.encode(data.draw(st.text(max_size=8)))
     lengths = tok.token_byte_lengths()
     assert lengths.dtype == np.int32 and lengths.shape == (tok.vocab_size,)
-    assert int(lengths[np.asarray(ids, dtype=np.int64)].sum()) == len(tok.decode(ids).encode("utf-8"))
+    assert int(lengths[np.asarray(ids, dtype=np.int64)].sum()) == len(
+        tok.decode(ids).encode("utf-8")
+    )
 
 
 def test_byte_fallback_ids_are_the_256_byte_values(tok):
     """ids 3..258 are sentencepiece's <0x00>..<0xFF>; the test above relies on this layout."""
     assert [tok.decode_bytes([3 + b]) for b in range(256)] == [bytes([b]) for b in range(256)]
-    assert tok.token_byte_lengths()[[tok.pad_id, tok.eod_id, tokenizer_lib.UNK_ID]].tolist() == [0, 0, 0]
+    assert tok.token_byte_lengths()[[tok.pad_id, tok.eod_id, tokenizer_lib.UNK_ID]].tolist() == [
+        0,
+        0,
+        0,
+    ]
 
 
 def test_sample_documents_is_deterministic_within_budget_and_order_free(tmp_path, documents):
@@ -175,14 +228,22 @@ def test_sample_documents_is_deterministic_within_budget_and_order_free(tmp_path
     assert set(sample_a) < set(documents)
 
 
-def test_the_tokenizer_stage_builds_the_corpus_trains_once_then_reuses(tmp_path, folder_source, documents):
-    config = folder_source(tmp_path / "src", {f"pkg/m{i:03d}.py": d for i, d in enumerate(documents)})
+def test_the_tokenizer_stage_builds_the_corpus_trains_once_then_reuses(
+    tmp_path, folder_source, documents
+):
+    config = folder_source(
+        tmp_path / "src", {f"pkg/m{i:03d}.py": d for i, d in enumerate(documents)}
+    )
     config.tokenizer.vocab_size = 400
     workdir = tmp_path / "work"
     pipeline.run(config, workdir, ["tokenizer"])
     path = os.path.join(workdir, "tokenizer.model")
     assert tokenizer_lib.load_tokenizer(path).vocab_size == 400
-    assert sorted(os.listdir(workdir)) == ["corpus", "timings.json", "tokenizer.model"]  # no temp file
+    assert sorted(os.listdir(workdir)) == [
+        "corpus",
+        "timings.json",
+        "tokenizer.model",
+    ]  # no temp file
     mtimes = [os.stat(p).st_mtime_ns for p in (path, workdir / "corpus" / "stats.json")]
     pipeline.run(config, workdir, ["tokenizer"])
     assert [os.stat(p).st_mtime_ns for p in (path, workdir / "corpus" / "stats.json")] == mtimes

@@ -52,7 +52,9 @@ def test_reference_solutions_pass_and_every_block_is_needed(seed):
         assert len(set(problem["blocks"])) == chain_length
         run_check(problem, problem["canonical_solution"])
         for skipped in range(chain_length):  # a solution that leaves out any one block fails
-            body = "".join(f"    s = {b.expression}\n" for i, b in enumerate(blocks) if i != skipped)
+            body = "".join(
+                f"    s = {b.expression}\n" for i, b in enumerate(blocks) if i != skipped
+            )
             with pytest.raises(AssertionError):
                 run_check(problem, body + "    return s\n")
         with pytest.raises(AssertionError):
@@ -62,18 +64,26 @@ def test_reference_solutions_pass_and_every_block_is_needed(seed):
 def test_docstring_states_the_blocks_in_order():
     problem = chained.make_problem(6, 3, seed=0)
     text = " ".join(problem["prompt"].split())
-    positions = [text.lower().index(chained.BLOCKS_BY_NAME[name].description) for name in problem["blocks"]]
+    positions = [
+        text.lower().index(chained.BLOCKS_BY_NAME[name].description) for name in problem["blocks"]
+    ]
     assert positions == sorted(positions)
-    assert problem["prompt"].startswith("def process(s: str) -> str:\n    \"\"\"")
+    assert problem["prompt"].startswith('def process(s: str) -> str:\n    """')
     assert problem["task_id"] == "Chained/6/3" and problem["chain_length"] == 6
 
 
 def test_generation_is_deterministic_per_seed_and_problem():
     first = chained.make_problems([1, 4, 10], 3, seed=0)
     assert first == chained.make_problems([1, 4, 10], 3, seed=0)
-    assert [p["prompt"] for p in first] != [p["prompt"] for p in chained.make_problems([1, 4, 10], 3, seed=1)]
+    assert [p["prompt"] for p in first] != [
+        p["prompt"] for p in chained.make_problems([1, 4, 10], 3, seed=1)
+    ]
     # a problem does not depend on which other lengths or how many were asked for
-    assert chained.make_problems([4], 5, seed=0)[2] == first[3 + 2] == chained.make_problem(4, 2, seed=0)
+    assert (
+        chained.make_problems([4], 5, seed=0)[2]
+        == first[3 + 2]
+        == chained.make_problem(4, 2, seed=0)
+    )
     assert len({p["test"] for p in first}) == len(first)  # 1-chains may repeat, their inputs differ
 
 
@@ -84,45 +94,59 @@ def test_chain_length_out_of_range_is_an_error(chain_length):
 
 
 def test_reference_solutions_pass_in_the_sandbox(tmp_path):
-    problem_file = chained.write_problems(tmp_path / "problems.jsonl", [1, 3, 10], per_length=2, seed=5)
+    problem_file = chained.write_problems(
+        tmp_path / "problems.jsonl", [1, 3, 10], per_length=2, seed=5
+    )
     problems = problems_lib.read_problems(problem_file)  # the format every evaluation tool reads
     samples = []
     for task_id, problem in problems.items():
         last_block_left_out = problem["canonical_solution"].splitlines(keepends=True)
         del last_block_left_out[-2]
-        samples += [{"task_id": task_id, "completion": problem["canonical_solution"]},
-                    {"task_id": task_id, "completion": "".join(last_block_left_out)}]
+        samples += [
+            {"task_id": task_id, "completion": problem["canonical_solution"]},
+            {"task_id": task_id, "completion": "".join(last_block_left_out)},
+        ]
     sample_file = str(tmp_path / "samples.jsonl")
     with open(sample_file, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(s) + "\n" for s in samples)
 
-    metrics = correctness.evaluate_functional_correctness(sample_file, k=(1,), n_workers=2,
-                                                         problem_file=problem_file)
+    metrics = correctness.evaluate_functional_correctness(
+        sample_file, k=(1,), n_workers=2, problem_file=problem_file
+    )
 
     assert metrics == {"pass@1": 0.5}
     rows = [json.loads(line) for line in open(sample_file + "_results.jsonl", encoding="utf-8")]
     assert [row["passed"] for row in rows] == [True, False] * len(problems)
     assert chained.pass_by_length(sample_file + "_results.jsonl", problems, k=(1, 2)) == [
         {"chain_length": length, "problems": 2, "samples": 4, "pass@1": 0.5, "pass@2": 1.0}
-        for length in (1, 3, 10)]
+        for length in (1, 3, 10)
+    ]
 
 
 def test_pass_by_length_from_hand_made_results(tmp_path):
     problems = {"a": {"chain_length": 2}, "b": {"chain_length": 2}, "c": {"chain_length": 5}}
     verdicts = {"a": [True, False], "b": [True, True], "c": [False, False]}
     path = tmp_path / "results.jsonl"
-    path.write_text("".join(json.dumps({"task_id": task, "passed": passed}) + "\n"
-                            for task, row in verdicts.items() for passed in row))
+    path.write_text(
+        "".join(
+            json.dumps({"task_id": task, "passed": passed}) + "\n"
+            for task, row in verdicts.items()
+            for passed in row
+        )
+    )
     assert chained.pass_by_length(path, problems, k=(1, 2, 3)) == [
         {"chain_length": 2, "problems": 2, "samples": 4, "pass@1": 0.75, "pass@2": 1.0},
-        {"chain_length": 5, "problems": 1, "samples": 2, "pass@1": 0.0, "pass@2": 0.0}]
+        {"chain_length": 5, "problems": 1, "samples": 2, "pass@1": 0.0, "pass@2": 0.0},
+    ]
 
 
 def test_report_table_decay_and_plot_from_hand_made_rates(tmp_path):
-    results = [{"chain_length": 1, "problems": 4, "samples": 40, "pass@1": 0.5, "pass@10": 0.9},
-               {"chain_length": 2, "problems": 4, "samples": 40, "pass@1": 0.25, "pass@10": 0.6},
-               {"chain_length": 3, "problems": 4, "samples": 40, "pass@1": 0.125},
-               {"chain_length": 8, "problems": 4, "samples": 40, "pass@1": 0.0, "pass@10": 0.0}]
+    results = [
+        {"chain_length": 1, "problems": 4, "samples": 40, "pass@1": 0.5, "pass@10": 0.9},
+        {"chain_length": 2, "problems": 4, "samples": 40, "pass@1": 0.25, "pass@10": 0.6},
+        {"chain_length": 3, "problems": 4, "samples": 40, "pass@1": 0.125},
+        {"chain_length": 8, "problems": 4, "samples": 40, "pass@1": 0.0, "pass@10": 0.0},
+    ]
     section = chained.report_section(results, image="chained/pass_by_length.png")
     assert "| chain length | problems | samples | pass@1 | pass@10 |" in section
     assert "| 2 | 4 | 40 | 0.2500 | 0.6000 |" in section

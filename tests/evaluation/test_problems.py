@@ -18,7 +18,9 @@ def test_jsonl_round_trip_plain_and_gzip(tmp_path):
     for name in ("x.jsonl", "x.jsonl.gz"):
         jsonl.write_jsonl(tmp_path / name, rows)
         assert list(jsonl.read_jsonl(tmp_path / name)) == rows
-    with gzip.open(tmp_path / "x.jsonl.gz", "rt") as f:  # really compressed, not plain text named .gz
+    with gzip.open(
+        tmp_path / "x.jsonl.gz", "rt"
+    ) as f:  # really compressed, not plain text named .gz
         assert json.loads(f.readline()) == rows[0]
 
 
@@ -34,6 +36,8 @@ def test_bad_jsonl_line_names_file_and_line(tmp_path):
 
 def test_problem_missing_field_names_field(tmp_path):
     path = tmp_path / "p.jsonl"
-    jsonl.write_jsonl(path, [{"task_id": "t/0", "prompt": "def f():\n", "test": "", "entry_point": 3}])
+    jsonl.write_jsonl(
+        path, [{"task_id": "t/0", "prompt": "def f():\n", "test": "", "entry_point": 3}]
+    )
     with pytest.raises(ValueError, match=r"p.jsonl: problem 1: field 'entry_point'"):
         problems.read_problems(path)

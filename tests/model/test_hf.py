@@ -20,17 +20,37 @@ VOCAB, EOD = 320, 0  # the tokenizer: <|endoftext|>, 256 bytes and a few merges;
 
 FAMILIES = {
     "gpt2": lambda: transformers.GPT2Config(n_positions=64, n_embd=32, n_layer=2, n_head=4),
-    "gpt2_untied": lambda: transformers.GPT2Config(n_positions=64, n_embd=32, n_layer=2, n_head=4,
-                                                   n_inner=48, tie_word_embeddings=False),
-    "neox": lambda: transformers.GPTNeoXConfig(  # parallel attention/MLP, rotary on half, exact GELU
-        max_position_embeddings=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, rotary_pct=0.5, rotary_emb_base=100.0, layer_norm_eps=1e-3),
+    "gpt2_untied": lambda: transformers.GPT2Config(
+        n_positions=64, n_embd=32, n_layer=2, n_head=4, n_inner=48, tie_word_embeddings=False
+    ),
+    "neox": lambda: (
+        transformers.GPTNeoXConfig(  # parallel attention/MLP, rotary on half, exact GELU
+            max_position_embeddings=64,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            rotary_pct=0.5,
+            rotary_emb_base=100.0,
+            layer_norm_eps=1e-3,
+        )
+    ),
     "neox_sequential": lambda: transformers.GPTNeoXConfig(
-        max_position_embeddings=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, use_parallel_residual=False, hidden_act="gelu_new", rotary_pct=1.0),
-    "bigcode_multi_query": lambda: transformers.GPTBigCodeConfig(n_positions=64, n_embd=32, n_layer=2, n_head=4),
-    "bigcode": lambda: transformers.GPTBigCodeConfig(n_positions=64, n_embd=32, n_layer=2, n_head=4,
-                                                     multi_query=False),
+        max_position_embeddings=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        use_parallel_residual=False,
+        hidden_act="gelu_new",
+        rotary_pct=1.0,
+    ),
+    "bigcode_multi_query": lambda: transformers.GPTBigCodeConfig(
+        n_positions=64, n_embd=32, n_layer=2, n_head=4
+    ),
+    "bigcode": lambda: transformers.GPTBigCodeConfig(
+        n_positions=64, n_embd=32, n_layer=2, n_head=4, multi_query=False
+    ),
 }
 
 
@@ -40,10 +60,13 @@ def byte_level_tokenizer() -> "tokenizers.Tokenizer":
     tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = tokenizers.decoders.ByteLevel()
     trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"],
-        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(["def f(x):\n    return x + 1\n", "for i in range(10):\n    print(i)\n"] * 20,
-                                  trainer)
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(
+        ["def f(x):\n    return x + 1\n", "for i in range(10):\n    print(i)\n"] * 20, trainer
+    )
     return tokenizer
 
 
@@ -86,12 +109,26 @@ def test_greedy_generation_equals_transformers_generate(imported):
     table = stopping.StopTable.build((), [b""] * config.vocab_size)
     decoder = decoding.GPTDecoder(config)
     ours = decoding.generate(
-        decoder, decoder.prepare(params), prompts, np.full(3, 8, np.int32), np.arange(3, dtype=np.int32),
-        jax.random.key(0), table.next_state, table.matched, max_new_tokens=32,
-        sampling=decoding.SamplingConfig(temperature=0.0), eod_id=EOD).tokens
+        decoder,
+        decoder.prepare(params),
+        prompts,
+        np.full(3, 8, np.int32),
+        np.arange(3, dtype=np.int32),
+        jax.random.key(0),
+        table.next_state,
+        table.matched,
+        max_new_tokens=32,
+        sampling=decoding.SamplingConfig(temperature=0.0),
+        eod_id=EOD,
+    ).tokens
     with torch.no_grad():
-        theirs = hf_model.generate(torch.tensor(prompts), attention_mask=torch.ones(prompts.shape, dtype=torch.long),
-                                   do_sample=False, max_new_tokens=32, pad_token_id=EOD)[:, 8:].numpy()
+        theirs = hf_model.generate(
+            torch.tensor(prompts),
+            attention_mask=torch.ones(prompts.shape, dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=32,
+            pad_token_id=EOD,
+        )[:, 8:].numpy()
     theirs = np.pad(theirs, ((0, 0), (0, 32 - theirs.shape[1])), constant_values=EOD)
     after_end = np.cumsum(theirs == EOD, axis=1) - (theirs == EOD) > 0  # transformers pads there
     theirs = np.where(after_end, -1, theirs)
@@ -109,11 +146,23 @@ def test_pytorch_bin_checkpoints_load_like_safetensors(tmp_path):
 
 @pytest.mark.parametrize("tie_embeddings", [True, False])
 def test_export_to_gpt2_reimports_exactly_and_transformers_agrees(tmp_path, tie_embeddings):
-    config = transformer.GPTConfig(vocab_size=VOCAB, n_layers=2, d_model=32, n_heads=4, d_ff=48, max_len=64,
-                             tie_embeddings=tie_embeddings, layer_norm_epsilon=1e-4)
-    params = jax.jit(transformer.GPT(config).init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
-    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape),
-                          __import__("flax").linen.unbox(params))  # biases and norms not at their init
+    config = transformer.GPTConfig(
+        vocab_size=VOCAB,
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_ff=48,
+        max_len=64,
+        tie_embeddings=tie_embeddings,
+        layer_norm_epsilon=1e-4,
+    )
+    params = jax.jit(transformer.GPT(config).init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))[
+        "params"
+    ]
+    params = jax.tree.map(
+        lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape),
+        __import__("flax").linen.unbox(params),
+    )  # biases and norms not at their init
     hf.save_gpt2(config, params, tmp_path, eos_token_id=EOD)
     byte_level_tokenizer().save(str(tmp_path / "tokenizer.json"))
     config_back, params_back, _ = hf.load(tmp_path)
@@ -121,14 +170,26 @@ def test_export_to_gpt2_reimports_exactly_and_transformers_agrees(tmp_path, tie_
     jax.tree.map(np.testing.assert_array_equal, params_back, params)
     tokens = np.random.default_rng(2).integers(0, VOCAB, (2, 30))
     with torch.no_grad():
-        theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()(torch.tensor(tokens)).logits
+        theirs = (
+            transformers.GPT2LMHeadModel.from_pretrained(tmp_path)
+            .eval()(torch.tensor(tokens))
+            .logits
+        )
     ours = transformer.GPT(config).apply({"params": params}, jnp.asarray(tokens))
     np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4, rtol=0)
 
 
 def test_export_rejects_what_gpt2_cannot_express(tmp_path):
-    config = transformer.GPTConfig(vocab_size=VOCAB, n_layers=1, d_model=32, n_heads=4, d_ff=48, max_len=64,
-                             positional="rotary", parallel_residual=True)
+    config = transformer.GPTConfig(
+        vocab_size=VOCAB,
+        n_layers=1,
+        d_model=32,
+        n_heads=4,
+        d_ff=48,
+        max_len=64,
+        positional="rotary",
+        parallel_residual=True,
+    )
     with pytest.raises(ValueError, match="positional.*parallel_residual"):
         hf.save_gpt2(config, {}, tmp_path)
 
@@ -142,16 +203,30 @@ def test_tokenizer_matches_the_tokenizers_library_and_hides_special_tokens(tmp_p
     assert ids == reference.encode(text).ids and tokenizer.decode(ids) == text
     assert (tokenizer.vocab_size, tokenizer.eod_id, tokenizer.pad_id) == (VOCAB, EOD, EOD)
     e_acute = tokenizer.encode("é")
-    assert len(e_acute) == 2 and tokenizer.decode_bytes(e_acute[:1]) == "é".encode()[:1]  # bytes, split
-    assert tokenizer.decode_bytes([EOD, VOCAB - 1]) == b""  # end of document; an id past the tokenizer
+    assert (
+        len(e_acute) == 2 and tokenizer.decode_bytes(e_acute[:1]) == "é".encode()[:1]
+    )  # bytes, split
+    assert (
+        tokenizer.decode_bytes([EOD, VOCAB - 1]) == b""
+    )  # end of document; an id past the tokenizer
 
 
 def test_samples_of_an_imported_model_equal_transformers_generate(tmp_path):
     """scripts/sample.py --hf_checkpoint's path: ensure_samples on a problem file."""
     hf_model = save_random_model("bigcode_multi_query", str(tmp_path / "hf"))
     prompt = "def f(x):\n"
-    jsonl.write_jsonl(tmp_path / "problems.jsonl", [{"task_id": "t/0", "prompt": prompt, "entry_point": "f",
-                                                     "test": "", "canonical_solution": ""}])
+    jsonl.write_jsonl(
+        tmp_path / "problems.jsonl",
+        [
+            {
+                "task_id": "t/0",
+                "prompt": prompt,
+                "entry_point": "f",
+                "test": "",
+                "canonical_solution": "",
+            }
+        ],
+    )
     config = tiny.get_config()
     config.sample.update(n=1, temperature=0.0, max_new_tokens=12, stop=(), batch_size=2)
     config.eval.problem_file = str(tmp_path / "problems.jsonl")
@@ -160,8 +235,15 @@ def test_samples_of_an_imported_model_equal_transformers_generate(tmp_path):
     _, _, tokenizer = hf.load(tmp_path / "hf")
     ids = [EOD] + tokenizer.encode(prompt)  # the sampler starts every prompt with end-of-document
     with torch.no_grad():
-        out = hf_model.generate(torch.tensor([ids]), attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-                                do_sample=False, max_new_tokens=12, pad_token_id=EOD)
-    expected = out[0, len(ids):].tolist()
-    expected = expected[:expected.index(EOD) + 1] if EOD in expected else expected
-    assert completion["num_tokens"] == len(expected) and completion["completion"] == tokenizer.decode(expected)
+        out = hf_model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=12,
+            pad_token_id=EOD,
+        )
+    expected = out[0, len(ids) :].tolist()
+    expected = expected[: expected.index(EOD) + 1] if EOD in expected else expected
+    assert completion["num_tokens"] == len(expected) and completion[
+        "completion"
+    ] == tokenizer.decode(expected)

@@ -17,6 +17,7 @@ from codex_jax.sampling import completions, decoding, stopping
 
 # --- references -----------------------------------------------------------------------------
 
+
 def reference_probs(logits: np.ndarray, temperature: float) -> np.ndarray:
     scaled = logits.astype(np.float64) / temperature
     probs = np.exp(scaled - scaled.max(-1, keepdims=True))
@@ -24,7 +25,7 @@ def reference_probs(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def reference_top_k(probs: np.ndarray, k: int) -> np.ndarray:
-    kth = -np.sort(-probs, axis=-1)[:, k - 1:k]
+    kth = -np.sort(-probs, axis=-1)[:, k - 1 : k]
     return probs >= kth
 
 
@@ -59,7 +60,9 @@ def random_logits(seed: int, shape=(16, 1000), scale=3.0) -> np.ndarray:
 def test_top_k_and_top_p_masks_equal_sort_based_references(temperature):
     logits = random_logits(0)
     probs = reference_probs(logits, temperature)
-    weights = jnp.exp(jnp.asarray(logits) / temperature - jnp.max(logits / temperature, -1, keepdims=True))
+    weights = jnp.exp(
+        jnp.asarray(logits) / temperature - jnp.max(logits / temperature, -1, keepdims=True)
+    )
     for k in (1, 7, 50):
         np.testing.assert_array_equal(top_k_mask(weights, k), reference_top_k(probs, k))
     for top_p in (0.1, 0.5, 0.9, 0.95):
@@ -100,13 +103,16 @@ def chi_square(counts: np.ndarray, probs: np.ndarray) -> float:
     return float(np.sum((counts - expected) ** 2 / expected))
 
 
-@pytest.mark.parametrize("config,expected", [
-    (decoding.SamplingConfig(temperature=1.0), [0.5, 0.25, 0.125, 0.0625, 0.0625]),
-    (decoding.SamplingConfig(temperature=0.5), np.array([64, 16, 4, 1, 1]) / 86),
-    # nucleus 0.8: {0.5, 0.25, 0.125} (0.75 < 0.8 <= 0.875), renormalised
-    (decoding.SamplingConfig(temperature=1.0, top_p=0.8), [4 / 7, 2 / 7, 1 / 7, 0, 0]),
-    (decoding.SamplingConfig(temperature=1.0, top_k=2), [2 / 3, 1 / 3, 0, 0, 0]),
-])
+@pytest.mark.parametrize(
+    "config,expected",
+    [
+        (decoding.SamplingConfig(temperature=1.0), [0.5, 0.25, 0.125, 0.0625, 0.0625]),
+        (decoding.SamplingConfig(temperature=0.5), np.array([64, 16, 4, 1, 1]) / 86),
+        # nucleus 0.8: {0.5, 0.25, 0.125} (0.75 < 0.8 <= 0.875), renormalised
+        (decoding.SamplingConfig(temperature=1.0, top_p=0.8), [4 / 7, 2 / 7, 1 / 7, 0, 0]),
+        (decoding.SamplingConfig(temperature=1.0, top_k=2), [2 / 3, 1 / 3, 0, 0, 0]),
+    ],
+)
 def test_sampling_frequencies_match_the_probabilities(config, expected):
     draws = 20_000
     logits = jnp.broadcast_to(jnp.log(jnp.asarray([0.5, 0.25, 0.125, 0.0625, 0.0625])), (draws, 5))
@@ -139,23 +145,29 @@ def test_sampling_config_rejects_bad_values():
 
 # --- stop sequences --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text,stop", [
-    ("\ndef f():\n    pass", stopping.HUMAN_EVAL_STOP),  # stop at position 0
-    ("    return x\n\ndef g", stopping.HUMAN_EVAL_STOP),
-    ("    return x\n", stopping.HUMAN_EVAL_STOP),  # no stop
-    ("", stopping.HUMAN_EVAL_STOP),
-    ("a\n#x\nif", ("\nif", "#x", "\n#")),  # overlapping stops: the earliest start wins
-    ("abc\n", ("c\n", "bc")),
-    ("x = 'é'\n# ünï", ("\n# ü",)),  # unicode
-    ("naïve\nprint(1)", ("\nprint", "\nprin")),  # one stop a prefix of another
-    ("    return 1\nclass", ()),  # no stop sequences at all
-])
+
+@pytest.mark.parametrize(
+    "text,stop",
+    [
+        ("\ndef f():\n    pass", stopping.HUMAN_EVAL_STOP),  # stop at position 0
+        ("    return x\n\ndef g", stopping.HUMAN_EVAL_STOP),
+        ("    return x\n", stopping.HUMAN_EVAL_STOP),  # no stop
+        ("", stopping.HUMAN_EVAL_STOP),
+        ("a\n#x\nif", ("\nif", "#x", "\n#")),  # overlapping stops: the earliest start wins
+        ("abc\n", ("c\n", "bc")),
+        ("x = 'é'\n# ünï", ("\n# ü",)),  # unicode
+        ("naïve\nprint(1)", ("\nprint", "\nprin")),  # one stop a prefix of another
+        ("    return 1\nclass", ()),  # no stop sequences at all
+    ],
+)
 def test_cut_matches_reference_on_edge_cases(text, stop):
     assert stopping.cut_at_stop(text, stop) == reference_cut(text, stop)
 
 
-@hypothesis.given(st.text(alphabet="\n#defiéx ", max_size=30),
-                  st.lists(st.text(alphabet="\n#defiéx", min_size=1, max_size=4), max_size=4))
+@hypothesis.given(
+    st.text(alphabet="\n#defiéx ", max_size=30),
+    st.lists(st.text(alphabet="\n#defiéx", min_size=1, max_size=4), max_size=4),
+)
 def test_cut_matches_reference(text, stop):
     assert stopping.cut_at_stop(text, tuple(stop)) == reference_cut(text, tuple(stop))
 
@@ -168,22 +180,46 @@ def test_stop_rejects_empty_and_bare_strings():
 
 
 # Tokens that split stop sequences and multi-byte characters in every way.
-STOP_VOCAB = [b"", b"\n", b"\nd", b"ef", b"def", b"de", b"f", b"#", b"\n#", b"i", b"\ni", b"x",
-              b" ", b"cl", b"ass", b"\nclass", "é".encode(), b"\xc3", b"\xa9", b"\n\xc3", b"ab", b"c"]
+STOP_VOCAB = [
+    b"",
+    b"\n",
+    b"\nd",
+    b"ef",
+    b"def",
+    b"de",
+    b"f",
+    b"#",
+    b"\n#",
+    b"i",
+    b"\ni",
+    b"x",
+    b" ",
+    b"cl",
+    b"ass",
+    b"\nclass",
+    "é".encode(),
+    b"\xc3",
+    b"\xa9",
+    b"\n\xc3",
+    b"ab",
+    b"c",
+]
 
 
 def first_stop_token(tokens: list[int], stop: tuple[str, ...]) -> int | None:
     """Brute force: the first t such that the text of tokens[:t + 1] contains a stop."""
     for t in range(len(tokens)):
-        text = b"".join(STOP_VOCAB[i] for i in tokens[:t + 1]).decode("utf-8", errors="replace")
+        text = b"".join(STOP_VOCAB[i] for i in tokens[: t + 1]).decode("utf-8", errors="replace")
         if any(s in text for s in stop):
             return t
     return None
 
 
 @hypothesis.settings(max_examples=200)
-@hypothesis.given(st.lists(st.integers(0, len(STOP_VOCAB) - 1), max_size=12),
-                  st.sampled_from([stopping.HUMAN_EVAL_STOP, ("\né", "abc", "bc"), ("\n\n",)]))
+@hypothesis.given(
+    st.lists(st.integers(0, len(STOP_VOCAB) - 1), max_size=12),
+    st.sampled_from([stopping.HUMAN_EVAL_STOP, ("\né", "abc", "bc"), ("\n\n",)]),
+)
 def test_stop_table_stops_exactly_on_the_first_stop(tokens, stop):
     table = stopping.StopTable.build(stop, STOP_VOCAB)
     state, first = 0, None
@@ -204,6 +240,7 @@ def test_stop_table_finds_a_stop_inside_another_stops_prefix():
 
 
 # --- the decode loop on toy logits functions -------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class BigramDecoder:
@@ -257,10 +294,18 @@ def test_rows_stop_at_end_of_document_and_the_batch_stops_when_all_have(decode_c
     params[3, 4] = params[4, 2] = params[5, 6] = params[6, 7] = params[7, 2] = 10.0  # 2 = eod
     table = no_stop(vocab)
     out = decoding.generate(
-        BigramDecoder(), jnp.asarray(params), np.array([[0, 1, 3], [1, 1, 5]], np.int32),
-        np.array([1, 2], np.int32), np.array([0, 1, 1], np.int32), jax.random.key(0),
-        table.next_state, table.matched, max_new_tokens=10,
-        sampling=decoding.SamplingConfig(temperature=0.0), eod_id=2)
+        BigramDecoder(),
+        jnp.asarray(params),
+        np.array([[0, 1, 3], [1, 1, 5]], np.int32),
+        np.array([1, 2], np.int32),
+        np.array([0, 1, 1], np.int32),
+        jax.random.key(0),
+        table.next_state,
+        table.matched,
+        max_new_tokens=10,
+        sampling=decoding.SamplingConfig(temperature=0.0),
+        eod_id=2,
+    )
     np.testing.assert_array_equal(out.num_tokens, [2, 3, 3])
     np.testing.assert_array_equal(out.tokens[0, :3], [4, 2, -1])
     np.testing.assert_array_equal(out.tokens[1, :4], [6, 7, 2, -1])
@@ -274,8 +319,15 @@ def test_complete_cuts_at_stop_sequences_and_keeps_sample_order():
     params = chain_params(":ret x\n#") + chain_params("!ok")
     params = params.at[3 + ord("k"), tokenizer.eod_id].set(10.0)
     sampler = completions.Sampler(
-        BigramDecoder(), params, tokenizer, sampling_config=decoding.SamplingConfig(temperature=0.0),
-        max_new_tokens=12, stop=stopping.HUMAN_EVAL_STOP, max_prompt_len=32, batch_size=4)
+        BigramDecoder(),
+        params,
+        tokenizer,
+        sampling_config=decoding.SamplingConfig(temperature=0.0),
+        max_new_tokens=12,
+        stop=stopping.HUMAN_EVAL_STOP,
+        max_prompt_len=32,
+        batch_size=4,
+    )
     results = sampler.complete(["def f():", "x = 1!", "y"], n=3, progress=False)
     assert [[c.text for c in r] for r in results] == [["ret x"] * 3, ["ok"] * 3, [""] * 3]
     assert [r[0].finish_reason for r in results] == ["stop", "eod", "length"]
@@ -292,9 +344,18 @@ def test_samples_of_one_prompt_differ_and_follow_its_distribution():
     rows = 4000
     row_prompt = np.arange(rows, dtype=np.int32) % 2
     out = decoding.generate(
-        BigramDecoder(), jnp.asarray(params), np.array([[0, 3], [1, 1]], np.int32),
-        np.array([1, 2], np.int32), row_prompt, jax.random.key(1), table.next_state, table.matched,
-        max_new_tokens=3, sampling=decoding.SamplingConfig(temperature=1.0), eod_id=2)
+        BigramDecoder(),
+        jnp.asarray(params),
+        np.array([[0, 3], [1, 1]], np.int32),
+        np.array([1, 2], np.int32),
+        row_prompt,
+        jax.random.key(1),
+        table.next_state,
+        table.matched,
+        max_new_tokens=3,
+        sampling=decoding.SamplingConfig(temperature=1.0),
+        eod_id=2,
+    )
     first = np.asarray(out.tokens[:, 0])
     assert set(first[row_prompt == 1]) == {1}
     counts = np.bincount(first[row_prompt == 0], minlength=vocab)[4:6]
@@ -306,27 +367,41 @@ def test_a_humaneval_run_compiles_once_per_length_bucket():
 
     decoder = BigramDecoder()
     sampler = completions.Sampler(
-        decoder, jnp.zeros((259, 259)), ByteTokenizer(),
-        sampling_config=decoding.SamplingConfig(temperature=0.8, top_p=0.95), max_new_tokens=4,
-        stop=stopping.HUMAN_EVAL_STOP, max_prompt_len=300, batch_size=32)
+        decoder,
+        jnp.zeros((259, 259)),
+        ByteTokenizer(),
+        sampling_config=decoding.SamplingConfig(temperature=0.8, top_p=0.95),
+        max_new_tokens=4,
+        stop=stopping.HUMAN_EVAL_STOP,
+        max_prompt_len=300,
+        batch_size=32,
+    )
     prompts = [p["prompt"] for p in problems.read_problems().values()]
     results = sampler.complete(prompts, n=2, progress=False)
     assert len(results) == 164 and all(len(r) == 2 for r in results)
     assert sampler.buckets == (32, 64, 128, 256, 300)
     padded_lengths = [cache_len - 3 for _, cache_len in decoder.traces]  # cache: P + N - 1 slots
-    assert len(padded_lengths) == len(set(padded_lengths)) and set(padded_lengths) <= {128, 256, 300}
+    assert len(padded_lengths) == len(set(padded_lengths)) and set(padded_lengths) <= {
+        128,
+        256,
+        300,
+    }
     assert 300 in padded_lengths  # the long prompts were truncated, not given their own shape
 
 
 # --- the GPT through its KV cache ------------------------------------------------------------
 
-GPT_CONFIG = transformer.GPTConfig(vocab_size=96, n_layers=2, d_model=64, n_heads=4, d_ff=128, max_len=64)
+GPT_CONFIG = transformer.GPTConfig(
+    vocab_size=96, n_layers=2, d_model=64, n_heads=4, d_ff=128, max_len=64
+)
 
 
 @pytest.fixture(scope="module")
 def gpt_params():
     """Random GPT params scaled up so greedy decoding does not just repeat its input."""
-    params = jax.jit(transformer.GPT(GPT_CONFIG).init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
+    params = jax.jit(transformer.GPT(GPT_CONFIG).init)(
+        jax.random.key(0), jnp.zeros((1, 4), jnp.int32)
+    )
     return jax.tree.map(lambda x: x * 25.0, nn.unbox(params["params"]))
 
 
@@ -342,27 +417,44 @@ def greedy_by_full_forward(params, prompts: list[list[int]], steps: int) -> list
         logits = forward(jnp.asarray([s + [0] * (width - len(s)) for s in sequences]))
         for row, sequence in enumerate(sequences):
             sequence.append(int(jnp.argmax(logits[row, len(sequence) - 1])))
-    return [s[len(p):] for s, p in zip(sequences, prompts)]
+    return [s[len(p) :] for s, p in zip(sequences, prompts)]
 
 
 def run_greedy(params, prompts: list[list[int]], steps: int, prompt_len: int = 16) -> np.ndarray:
     table = no_stop(GPT_CONFIG.vocab_size)
     decoder = decoding.GPTDecoder(GPT_CONFIG)
     out = decoding.generate(
-        decoder, decoder.prepare(params), decoding.left_pad(prompts, prompt_len, 0),
-        np.array([len(p) for p in prompts], np.int32), np.arange(len(prompts), dtype=np.int32),
-        jax.random.key(0), table.next_state, table.matched, max_new_tokens=steps,
-        sampling=decoding.SamplingConfig(temperature=0.0), eod_id=-1)
+        decoder,
+        decoder.prepare(params),
+        decoding.left_pad(prompts, prompt_len, 0),
+        np.array([len(p) for p in prompts], np.int32),
+        np.arange(len(prompts), dtype=np.int32),
+        jax.random.key(0),
+        table.next_state,
+        table.matched,
+        max_new_tokens=steps,
+        sampling=decoding.SamplingConfig(temperature=0.0),
+        eod_id=-1,
+    )
     return np.asarray(out.tokens)
 
 
 def test_gpt_decoder_given_unprepared_parameters_says_so(gpt_params):
     table = no_stop(GPT_CONFIG.vocab_size)
     with pytest.raises(ValueError, match="prepare"):
-        decoding.generate(decoding.GPTDecoder(GPT_CONFIG), gpt_params, np.array([[5, 6]], np.int32),
-                          np.array([2], np.int32), np.zeros(1, np.int32), jax.random.key(0), table.next_state,
-                          table.matched, max_new_tokens=2, sampling=decoding.SamplingConfig(temperature=0.0),
-                          eod_id=-1)
+        decoding.generate(
+            decoding.GPTDecoder(GPT_CONFIG),
+            gpt_params,
+            np.array([[5, 6]], np.int32),
+            np.array([2], np.int32),
+            np.zeros(1, np.int32),
+            jax.random.key(0),
+            table.next_state,
+            table.matched,
+            max_new_tokens=2,
+            sampling=decoding.SamplingConfig(temperature=0.0),
+            eod_id=-1,
+        )
 
 
 @pytest.fixture(params=[32, 3], ids=["one_chunk", "chunks_of_3"])
@@ -375,7 +467,8 @@ def decode_chunk(request, monkeypatch):
 
 
 def test_gpt_greedy_decoding_equals_argmax_of_full_forward_and_ignores_batch_neighbours(
-        gpt_params, decode_chunk):
+    gpt_params, decode_chunk
+):
     rng = np.random.default_rng(0)
     prompts = [rng.integers(3, 96, size=n).tolist() for n in (3, 16, 9, 1)]
     steps = 8
@@ -392,22 +485,46 @@ def test_rows_are_sharded_over_the_data_axes_with_the_same_tokens(gpt_params):
 
     from codex_jax.training import sharding
 
-    mesh_config = ml_collections.ConfigDict(dict(data=-1, fsdp=2, model=1, rules=(
-        ("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "model"), ("heads", "model"),
-        ("vocab", "model"), ("length", None))))
+    mesh_config = ml_collections.ConfigDict(
+        dict(
+            data=-1,
+            fsdp=2,
+            model=1,
+            rules=(
+                ("batch", ("data", "fsdp")),
+                ("embed", "fsdp"),
+                ("mlp", "model"),
+                ("heads", "model"),
+                ("vocab", "model"),
+                ("length", None),
+            ),
+        )
+    )
     mesh, rules = sharding.make_mesh(mesh_config), sharding.rules_from_config(mesh_config)
-    boxed = jax.eval_shape(transformer.GPT(GPT_CONFIG).init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
-    placed = jax.device_put(gpt_params, sharding.logical_to_sharding(
-        nn.get_partition_spec(boxed)["params"], mesh, rules))
+    boxed = jax.eval_shape(
+        transformer.GPT(GPT_CONFIG).init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32)
+    )
+    placed = jax.device_put(
+        gpt_params,
+        sharding.logical_to_sharding(nn.get_partition_spec(boxed)["params"], mesh, rules),
+    )
     prompts = [[5, 6, 7], list(range(10, 26))]
     table = no_stop(GPT_CONFIG.vocab_size)
     decoder = decoding.GPTDecoder(GPT_CONFIG)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         out = decoding.generate(
-            decoder, decoder.prepare(placed), decoding.left_pad(prompts, 16, 0),
-            np.array([3, 16], np.int32), np.arange(16, dtype=np.int32) % 2, jax.random.key(0),
-            table.next_state, table.matched, max_new_tokens=6,
-            sampling=decoding.SamplingConfig(temperature=0.0), eod_id=-1)
+            decoder,
+            decoder.prepare(placed),
+            decoding.left_pad(prompts, 16, 0),
+            np.array([3, 16], np.int32),
+            np.arange(16, dtype=np.int32) % 2,
+            jax.random.key(0),
+            table.next_state,
+            table.matched,
+            max_new_tokens=6,
+            sampling=decoding.SamplingConfig(temperature=0.0),
+            eod_id=-1,
+        )
     assert out.tokens.sharding.spec[0] == ("data", "fsdp")
     assert out.tokens.sharding.shard_shape(out.tokens.shape)[0] == 2  # 16 rows over 8 devices
     alone = run_greedy(gpt_params, prompts, 6)

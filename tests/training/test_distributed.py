@@ -48,8 +48,9 @@ def _train_child(workdir: str) -> None:
     pipeline.run(config, workdir, ["data"])  # process 0 builds, the other waits
     state = trainer.train_and_evaluate(config, workdir)
     # Sampling: each process restores the params onto its own devices alone.
-    params = checkpoint.load_model(os.path.join(workdir, "ckpt", "pretrain"), mesh_config=config.mesh,
-                                   this_process_only=True).params
+    params = checkpoint.load_model(
+        os.path.join(workdir, "ckpt", "pretrain"), mesh_config=config.mesh, this_process_only=True
+    ).params
     trained = multihost_utils.process_allgather(state.params, tiled=True)
     for restored, expected in zip(jax.tree.leaves(params), jax.tree.leaves(trained)):
         assert restored.is_fully_addressable
@@ -58,9 +59,14 @@ def _train_child(workdir: str) -> None:
 
 def _evaluate_child(workdir: str) -> None:
     pass_at_k = correctness.evaluate_shared(
-        os.path.join(workdir, "samples.jsonl"), k=(1, 2), n_workers=1,
-        problem_file=os.path.join(workdir, "problems.jsonl"))
-    jsonl.write_json_atomically(os.path.join(workdir, f"pass_at_k.{jax.process_index()}.json"), pass_at_k)
+        os.path.join(workdir, "samples.jsonl"),
+        k=(1, 2),
+        n_workers=1,
+        problem_file=os.path.join(workdir, "problems.jsonl"),
+    )
+    jsonl.write_json_atomically(
+        os.path.join(workdir, f"pass_at_k.{jax.process_index()}.json"), pass_at_k
+    )
 
 
 def sampling_config(root):
@@ -76,16 +82,26 @@ def _sample_child(workdir: str) -> None:
     """Samples PROBLEMS from the checkpoint the 2-process training wrote, then executes them."""
     root = os.path.dirname(os.path.dirname(workdir))
     config = sampling_config(root)
-    path = samples_lib.ensure_samples(config, workdir, checkpoint_dir=os.path.join(root, "two", "ckpt", "pretrain"),
-                                      path=os.path.join(workdir, "samples.jsonl"))
+    path = samples_lib.ensure_samples(
+        config,
+        workdir,
+        checkpoint_dir=os.path.join(root, "two", "ckpt", "pretrain"),
+        path=os.path.join(workdir, "samples.jsonl"),
+    )
     metrics = correctness.evaluate_with_config(config, path)
-    jsonl.write_json_atomically(os.path.join(workdir, f"pass_at_k.{jax.process_index()}.json"), metrics)
+    jsonl.write_json_atomically(
+        os.path.join(workdir, f"pass_at_k.{jax.process_index()}.json"), metrics
+    )
 
 
 def _child(mode: str, workdir: str, processes: str) -> None:
     if int(processes) > 1:
         distributed.initialize(multihost=True)
-        assert (jax.process_count(), jax.device_count(), jax.local_device_count()) == (PROCESSES, 8, 4)
+        assert (jax.process_count(), jax.device_count(), jax.local_device_count()) == (
+            PROCESSES,
+            8,
+            4,
+        )
     {"train": _train_child, "evaluate": _evaluate_child, "sample": _sample_child}[mode](workdir)
 
 
@@ -97,16 +113,35 @@ def run_processes(mode: str, workdir, processes: int = PROCESSES) -> None:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     tests = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(tests)), os.path.dirname(tests),
-                                          os.environ.get("PYTHONPATH", "")]),
-           "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": str(processes)}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(
+            [
+                os.path.dirname(os.path.dirname(tests)),
+                os.path.dirname(tests),
+                os.environ.get("PYTHONPATH", ""),
+            ]
+        ),
+        "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+        "JAX_NUM_PROCESSES": str(processes),
+    }
     children = []
     for index in range(processes):
         stderr = open(os.path.join(workdir, f"stderr.{index}"), "w+b")
-        children.append((subprocess.Popen([sys.executable, __file__, mode, str(workdir), str(processes)], cwd=tests,
-                                          env={**env, "JAX_PROCESS_ID": str(index)},
-                                          stdout=subprocess.DEVNULL, stderr=stderr), stderr))
+        children.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, __file__, mode, str(workdir), str(processes)],
+                    cwd=tests,
+                    env={**env, "JAX_PROCESS_ID": str(index)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                ),
+                stderr,
+            )
+        )
     try:
         for child, _ in children:
             child.wait(timeout=300)
@@ -120,7 +155,10 @@ def run_processes(mode: str, workdir, processes: int = PROCESSES) -> None:
 
 
 def metrics_records(workdir) -> dict[int, dict]:
-    return {record["step"]: record for record in jsonl.read_jsonl(os.path.join(workdir, "metrics.jsonl"))}
+    return {
+        record["step"]: record
+        for record in jsonl.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +180,9 @@ def two_process_workdir(root):
 
 def copy_artifacts(source, workdir) -> None:
     for name in ARTIFACTS:
-        (shutil.copytree if (source / name).is_dir() else shutil.copyfile)(source / name, workdir / name)
+        (shutil.copytree if (source / name).is_dir() else shutil.copyfile)(
+            source / name, workdir / name
+        )
 
 
 @pytest.fixture(scope="module")
@@ -158,15 +198,26 @@ def one_process_records(root, two_process_workdir) -> dict[int, dict]:
 def assert_same_run(records: dict[int, dict], reference: dict[int, dict], steps: list[int]) -> None:
     assert sorted(records) == steps
     for field in ("loss", "grad_norm", "val_loss", "val_bits_per_byte"):
-        np.testing.assert_allclose([records[s].get(field, 0.0) for s in steps],
-                                   [reference[s].get(field, 0.0) for s in steps], rtol=0, atol=1e-5,
-                                   err_msg=field)
+        np.testing.assert_allclose(
+            [records[s].get(field, 0.0) for s in steps],
+            [reference[s].get(field, 0.0) for s in steps],
+            rtol=0,
+            atol=1e-5,
+            err_msg=field,
+        )
 
 
-def test_two_processes_train_like_one_process_on_the_same_mesh(one_process_records, two_process_workdir):
+def test_two_processes_train_like_one_process_on_the_same_mesh(
+    one_process_records, two_process_workdir
+):
     steps = list(range(1, STEPS + 1))
-    assert one_process_records[STEPS]["loss"] < one_process_records[1]["loss"] - 0.05  # steps that train
-    assert "val_bits_per_byte" in one_process_records[5] and "val_bits_per_byte" in one_process_records[10]
+    assert (
+        one_process_records[STEPS]["loss"] < one_process_records[1]["loss"] - 0.05
+    )  # steps that train
+    assert (
+        "val_bits_per_byte" in one_process_records[5]
+        and "val_bits_per_byte" in one_process_records[10]
+    )
     assert_same_run(metrics_records(two_process_workdir), one_process_records, steps)
 
 
@@ -181,34 +232,55 @@ def test_checkpoint_of_two_processes_resumes_in_one(root, one_process_records, t
     assert_same_run(metrics_records(workdir), one_process_records, list(range(6, STEPS + 1)))
 
 
-PROBLEMS = [{"task_id": f"t/{i}", "prompt": "def f(a):\n", "entry_point": "f",
-             "test": f"def check(candidate):\n    assert candidate(3) == {3 * i}\n",
-             "canonical_solution": f"    return a * {i}\n"} for i in range(5)]
+PROBLEMS = [
+    {
+        "task_id": f"t/{i}",
+        "prompt": "def f(a):\n",
+        "entry_point": "f",
+        "test": f"def check(candidate):\n    assert candidate(3) == {3 * i}\n",
+        "canonical_solution": f"    return a * {i}\n",
+    }
+    for i in range(5)
+]
 
 
 def test_two_processes_evaluate_into_the_one_process_results_file(tmp_path):
     # Task t/i has i + 1 samples, one of them (t/i's sample i % 2) right; tasks interleave in the file.
-    samples = [{"task_id": f"t/{i}", "completion": f"    return a * {i if j == i % 2 else i + 1}\n"}
-               for j in range(5) for i in range(5) if j <= i]
+    samples = [
+        {"task_id": f"t/{i}", "completion": f"    return a * {i if j == i % 2 else i + 1}\n"}
+        for j in range(5)
+        for i in range(5)
+        if j <= i
+    ]
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
         jsonl.write_jsonl(tmp_path / name / "problems.jsonl", PROBLEMS)
         jsonl.write_jsonl(tmp_path / name / "samples.jsonl", samples)
     one = correctness.evaluate_functional_correctness(
-        str(tmp_path / "one" / "samples.jsonl"), k=(1, 2), n_workers=1,
-        problem_file=str(tmp_path / "one" / "problems.jsonl"))
+        str(tmp_path / "one" / "samples.jsonl"),
+        k=(1, 2),
+        n_workers=1,
+        problem_file=str(tmp_path / "one" / "problems.jsonl"),
+    )
     assert one["pass@1"] == pytest.approx(np.mean([1 / (i + 1) for i in range(5)]))
 
     run_processes("evaluate", tmp_path / "two")
     for index in range(PROCESSES):
         assert json.loads((tmp_path / "two" / f"pass_at_k.{index}.json").read_text()) == one
-    assert ((tmp_path / "two" / "samples.jsonl_results.jsonl").read_text()
-            == (tmp_path / "one" / "samples.jsonl_results.jsonl").read_text())
-    assert not [name for name in os.listdir(tmp_path / "two") if ".process" in name]  # parts removed
+    assert (tmp_path / "two" / "samples.jsonl_results.jsonl").read_text() == (
+        tmp_path / "one" / "samples.jsonl_results.jsonl"
+    ).read_text()
+    assert not [
+        name for name in os.listdir(tmp_path / "two") if ".process" in name
+    ]  # parts removed
     # Each process executed only its share: t/0, t/2, t/4 (1 + 3 + 5 samples) and t/1, t/3 (2 + 4),
     # as the progress bars of their executor pools counted.
-    executed = [re.findall(r"executing: 100%.* (\d+)/\1 ", (tmp_path / "two" / f"stderr.{index}").read_text())
-                for index in range(PROCESSES)]
+    executed = [
+        re.findall(
+            r"executing: 100%.* (\d+)/\1 ", (tmp_path / "two" / f"stderr.{index}").read_text()
+        )
+        for index in range(PROCESSES)
+    ]
     assert executed == [["9"], ["6"]]
 
 
@@ -227,8 +299,9 @@ def test_two_processes_sample_and_evaluate_like_one_process(root, two_process_wo
     expected = json.loads((one / "pass_at_k.0.json").read_text())
     for index in range(PROCESSES):
         got = json.loads((two / f"pass_at_k.{index}.json").read_text())
-        assert {k: v for k, v in got.items() if k.startswith("pass@")} == \
-            {k: v for k, v in expected.items() if k.startswith("pass@")}
+        assert {k: v for k, v in got.items() if k.startswith("pass@")} == {
+            k: v for k, v in expected.items() if k.startswith("pass@")
+        }
     assert not [name for name in os.listdir(two) if "partial" in name or ".process" in name]
 
 

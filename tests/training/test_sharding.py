@@ -30,7 +30,9 @@ def test_rules_put_parameters_and_batches_on_the_intended_mesh_axes():
     assert params["block_0"]["mlp"]["fc"]["kernel"].spec == P("fsdp", "model")
     assert params["block_0"]["attn"]["qkv"]["kernel"].spec == P("fsdp", None, "model", None)
     assert params["wte"]["embedding"].spec == P("model", "fsdp")
-    assert run.state_shardings.opt_state[1][0].mu["block_0"]["mlp"]["fc"]["kernel"].spec == P("fsdp", "model")
+    assert run.state_shardings.opt_state[1][0].mu["block_0"]["mlp"]["fc"]["kernel"].spec == P(
+        "fsdp", "model"
+    )
     batch = run.shard_batch(synthetic_data().train_batch(0))
     assert batch["tokens"].sharding.spec == P(("data", "fsdp"), None)
     with pytest.raises(ValueError, match="mesh.rules"):

@@ -32,8 +32,17 @@ def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
 
     config = tiny.get_config()
     config.model.update(n_layers=2, d_model=32, n_heads=4, d_ff=64, max_len=SEQ_LEN)
-    config.train.update(steps=20, batch_size=8, seq_len=SEQ_LEN, lr=1e-2, warmup_steps=2,
-                        log_every=1, eval_every=10, eval_batches=2, peak_flops=1e12)
+    config.train.update(
+        steps=20,
+        batch_size=8,
+        seq_len=SEQ_LEN,
+        lr=1e-2,
+        warmup_steps=2,
+        log_every=1,
+        eval_every=10,
+        eval_batches=2,
+        peak_flops=1e12,
+    )
     config.train.update(**train_overrides)
     config.checkpoint.update(every_steps=10, keep=2)
     return config
@@ -50,10 +59,14 @@ def synthetic_data(batch_size: int = 8, seconds_per_batch: float = 0.0) -> train
     def batch(index: int) -> dict[str, np.ndarray]:
         time.sleep(seconds_per_batch)
         starts = np.random.RandomState(index).randint(0, len(stream) - SEQ_LEN - 1, batch_size)
-        return {"tokens": np.stack([stream[s:s + SEQ_LEN + 1] for s in starts])}
+        return {"tokens": np.stack([stream[s : s + SEQ_LEN + 1] for s in starts])}
 
-    return trainer.DataSource(vocab_size=VOCAB, train_batch=batch, eval_batch=lambda i: batch(1_000_000 + i),
-                            token_byte_lengths=np.full(VOCAB, BYTES_PER_TOKEN))
+    return trainer.DataSource(
+        vocab_size=VOCAB,
+        train_batch=batch,
+        eval_batch=lambda i: batch(1_000_000 + i),
+        token_byte_lengths=np.full(VOCAB, BYTES_PER_TOKEN),
+    )
 
 
 def _losses(metrics_path) -> dict[int, float]:
@@ -84,7 +97,9 @@ def test_loss_mask_scores_only_the_marked_targets():
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     target_log_probs = np.take_along_axis(log_probs, tokens[:, 1:, None], axis=-1)[..., 0]
     assert float(sums["count"]) == loss_mask.sum()
-    np.testing.assert_allclose(float(sums["loss_sum"]), -target_log_probs[loss_mask].sum(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(sums["loss_sum"]), -target_log_probs[loss_mask].sum(), rtol=1e-5
+    )
 
 
 def test_checkpoint_round_trip_into_another_mesh_ignores_half_written_steps(tmp_path):
@@ -104,14 +119,18 @@ def test_checkpoint_round_trip_into_another_mesh_ignores_half_written_steps(tmp_
     other = trainer.setup(config, VOCAB).abstract_state
     step, params, opt_state = restoring.restore(other.params, other.opt_state)
     assert step == 15
-    for saved, restored, target in zip(jax.tree.leaves((state.params, state.opt_state)),
-                                       jax.tree.leaves((params, opt_state)),
-                                       jax.tree.leaves((other.params, other.opt_state))):
+    for saved, restored, target in zip(
+        jax.tree.leaves((state.params, state.opt_state)),
+        jax.tree.leaves((params, opt_state)),
+        jax.tree.leaves((other.params, other.opt_state)),
+    ):
         np.testing.assert_array_equal(np.asarray(saved), np.asarray(restored))
         assert restored.sharding == target.sharding
     params_only = checkpoint.restore_params(tmp_path / "ckpt", other.params, step=10)
     assert jax.tree.structure(params_only) == jax.tree.structure(state.params)
-    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["train"]["seq_len"] == SEQ_LEN
+    assert (
+        json.loads((tmp_path / "ckpt" / "config.json").read_text())["train"]["seq_len"] == SEQ_LEN
+    )
 
 
 @functools.lru_cache  # shared with test_sharding, whose 1-device baseline is this same run
@@ -120,7 +139,9 @@ def reference_run() -> list[dict]:
     config = tiny_config()
     config.mesh.data = 1
     with tempfile.TemporaryDirectory() as workdir:
-        trainer.train_and_evaluate(config, workdir, data=synthetic_data(), devices=jax.devices()[:1])
+        trainer.train_and_evaluate(
+            config, workdir, data=synthetic_data(), devices=jax.devices()[:1]
+        )
         with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
             return [json.loads(line) for line in f]
 
@@ -140,13 +161,21 @@ trainer.train_and_evaluate(config, {workdir!r}, data=synthetic_data(seconds_per_
 def _train_in_subprocess(workdir, pause: float) -> subprocess.Popen:
     code = _CHILD.format(tests=os.path.dirname(__file__), workdir=str(workdir), pause=pause)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]),
-           "XLA_FLAGS": "",  # one device: compiles fastest
-           # The restarted child reuses what the first compiled.
-           "JAX_COMPILATION_CACHE_DIR": str(os.path.join(os.path.dirname(workdir), "jax_cache")),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=repo,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]),
+        "XLA_FLAGS": "",  # one device: compiles fastest
+        # The restarted child reuses what the first compiled.
+        "JAX_COMPILATION_CACHE_DIR": str(os.path.join(os.path.dirname(workdir), "jax_cache")),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_run_killed_with_sigkill_then_restarted_matches_an_uninterrupted_run(tmp_path):
@@ -156,7 +185,9 @@ def test_run_killed_with_sigkill_then_restarted_matches_an_uninterrupted_run(tmp
     assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 for r in records[1:])
     for r in records:
         if "val_loss" in r:  # bits per byte from nats per token and bytes per token
-            assert r["val_bits_per_byte"] == pytest.approx(r["val_loss"] / math.log(2) / BYTES_PER_TOKEN)
+            assert r["val_bits_per_byte"] == pytest.approx(
+                r["val_loss"] / math.log(2) / BYTES_PER_TOKEN
+            )
 
     workdir = tmp_path / "killed"
     child = _train_in_subprocess(workdir, pause=0.3)  # slow batches: the kill lands mid-run
@@ -174,29 +205,38 @@ def test_run_killed_with_sigkill_then_restarted_matches_an_uninterrupted_run(tmp
     assert restarted.returncode == 0, stderr.decode()[-2000:]
     resumed = _losses(workdir / "metrics.jsonl")
     assert sorted(resumed) == list(range(1, 21))  # each step logged once despite the rerun
-    np.testing.assert_allclose([resumed[s] for s in range(1, 21)], [reference[s] for s in range(1, 21)],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        [resumed[s] for s in range(1, 21)],
+        [reference[s] for s in range(1, 21)],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("section, field, value", [
-    ("model", "d_model", 30),  # not a multiple of n_heads=4
-    ("model", "positional", "alibi"),
-    ("model", "dtype", "float64"),
-    ("model", "attention", "flash"),
-    ("model", "gelu", "relu"),
-    ("model", "n_kv_heads", 3),  # does not divide n_heads=4
-    ("train", "seq_len", 64),  # longer than model.max_len=16
-    ("train", "batch_size", 6),  # not divisible by the 8 data shards
-    ("train", "grad_accum", 3),  # does not divide batch_size
-    ("train", "warmup_steps", 50),  # more than steps
-    ("train", "warmup_steps", 20),  # = steps: no step left to decay over
-    ("train", "lr", 0.0),
-    ("mesh", "model", 3),  # 8 devices do not divide by 3
-    ("checkpoint", "keep", 0),
-])
+@pytest.mark.parametrize(
+    "section, field, value",
+    [
+        ("model", "d_model", 30),  # not a multiple of n_heads=4
+        ("model", "positional", "alibi"),
+        ("model", "dtype", "float64"),
+        ("model", "attention", "flash"),
+        ("model", "gelu", "relu"),
+        ("model", "n_kv_heads", 3),  # does not divide n_heads=4
+        ("train", "seq_len", 64),  # longer than model.max_len=16
+        ("train", "batch_size", 6),  # not divisible by the 8 data shards
+        ("train", "grad_accum", 3),  # does not divide batch_size
+        ("train", "warmup_steps", 50),  # more than steps
+        ("train", "warmup_steps", 20),  # = steps: no step left to decay over
+        ("train", "lr", 0.0),
+        ("mesh", "model", 3),  # 8 devices do not divide by 3
+        ("checkpoint", "keep", 0),
+    ],
+)
 def test_bad_config_values_fail_before_anything_is_built(tmp_path, section, field, value):
     config = tiny_config()
     config[section][field] = value
-    with pytest.raises(ValueError, match=f"{section}.{field}" if section != "mesh" else "config.mesh"):
+    with pytest.raises(
+        ValueError, match=f"{section}.{field}" if section != "mesh" else "config.mesh"
+    ):
         trainer.train_and_evaluate(config, tmp_path)  # no data given: validation must come first
     assert not os.listdir(tmp_path)
