@@ -64,7 +64,7 @@ def jax_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mod
     import numpy as np
 
     from codex_jax.model import transformer
-    from codex_jax.sampling import decoding, stopping
+    from codex_jax.sampling import decoding, stopping, strategies
 
     gpt_config = transformer.GPTConfig.from_config(config.model, config.tokenizer.vocab_size)
     params = nn.unbox(
@@ -86,7 +86,7 @@ def jax_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mod
         np.full(batch_size, prompt_len, np.int32),
         np.arange(batch_size, dtype=np.int32),
     )
-    sampling_config = decoding.SamplingConfig(**mode)
+    sampling_config = strategies.SamplingConfig(**mode)
     options = dict(max_new_tokens=new_tokens, sampling=sampling_config, eod_id=-1)
     calls = iter(range(1 << 30))
 

@@ -19,7 +19,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from codex_jax.sampling import decoding, stopping
+from codex_jax.sampling import decoding, stopping, strategies
 from codex_jax.training import checkpoint, sharding
 
 
@@ -68,7 +68,7 @@ class Sampler:
         params: Any,
         tokenizer: Tokenizer,
         *,
-        sampling_config: decoding.SamplingConfig,
+        sampling_config: strategies.SamplingConfig,
         max_new_tokens: int,
         stop: tuple[str, ...],
         max_prompt_len: int,
@@ -232,7 +232,7 @@ def make_sampler(
         decoding.GPTDecoder(gpt_config),
         params,
         tokenizer,
-        sampling_config=decoding.SamplingConfig(
+        sampling_config=strategies.SamplingConfig(
             temperature=s.temperature, top_p=s.top_p, top_k=s.top_k
         ),
         max_new_tokens=s.max_new_tokens,

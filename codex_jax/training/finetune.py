@@ -24,7 +24,7 @@ from absl import logging
 from codex_jax import jsonl
 from codex_jax.data import token_files
 from codex_jax.data import tokenizer as tokenizer_lib
-from codex_jax.training import checkpoint, trainer
+from codex_jax.training import checkpoint, config_checks, trainer
 from codex_jax.workdir import Workdir, require
 
 
@@ -38,7 +38,7 @@ def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
             )
         tuned.train[key] = value
     try:
-        trainer.validate_config(tuned)
+        config_checks.validate_config(tuned)
     except ValueError as error:
         raise ValueError(
             f"{error} (fine-tuning: config.finetune's keys replace config.train's)"

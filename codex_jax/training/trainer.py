@@ -1,27 +1,13 @@
-"""Sharded training of the GPT: pure jitted steps and the `train_and_evaluate` loop.
-
-`train_step(state, batch) -> (state, metrics)` and `eval_step(params, batch) -> sums` are pure
-functions, jitted with `in_shardings`/`out_shardings` from `codex_jax.training.sharding` (the state is
-donated). A batch is a dict:
-    tokens     int32[B, T + 1]   inputs are tokens[:, :-1], targets tokens[:, 1:]
-    loss_mask  int/bool[B, T]    optional; 1 = this target is scored (fine-tuning scores only
-                                 completions); absent = every target scored
-The loss is the mean cross-entropy (nats) over scored targets of the whole batch, also under
-gradient accumulation (micro-batch sums are divided by the batch's total count).
-
-Optimizer (Codex / GPT-3): AdamW beta=(0.9, 0.95), eps=1e-8, decoupled weight decay on every
-matmul weight and on the embeddings (as GPT-2/nanoGPT; with tied embeddings the token
-embedding is also the output matmul) but not on LayerNorm parameters or biases; linear warmup
-from 0 to `lr`, cosine decay to lr / 10 at `steps`; global-norm clipping before AdamW.
+"""The training loop: `setup` (model, optimizer, mesh, jitted steps) and `train_and_evaluate`.
 
 `train_and_evaluate(config, workdir)` resumes from the latest complete checkpoint, so rerunning a
 killed command continues it; batches are a pure function of the step, so the resumed run's
 losses equal an uninterrupted run's. Fine-tuning reuses it with its own `DataSource`,
-`init_checkpoint`, `checkpoint_dir` and `metrics_path`.
+`init_checkpoint`, `checkpoint_dir` and `metrics_path`. The steps themselves (optimizer, loss,
+`train_step`, `eval_step`) are `codex_jax.training.steps`; config checks `config_checks`.
 """
 
 import dataclasses
-import importlib.util
 import math
 import os
 import time
@@ -29,27 +15,18 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
 from codex_jax.model import transformer
 from codex_jax.training import checkpoint, metrics, sharding
+from codex_jax.training.config_checks import validate_config
+from codex_jax.training.steps import Batch, TrainState, eval_step, make_optimizer, train_step
 from codex_jax.workdir import Workdir, require
-
-Batch = dict[str, Any]
-
-
-@flax.struct.dataclass
-class TrainState:
-    step: jax.Array  # int32 scalar: optimizer steps taken
-    params: Any  # float32 parameter tree
-    opt_state: Any
 
 
 @dataclasses.dataclass
@@ -66,195 +43,6 @@ class DataSource:
     eval_batch: Callable[[int], Batch] | None = None
     token_byte_lengths: np.ndarray | None = None
     tokenizer_path: str | None = None
-
-
-def _check(condition: bool, field: str, value: Any, expected: str) -> None:
-    if not condition:
-        raise ValueError(f"config.{field}={value!r}: expected {expected}")
-
-
-def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = None) -> None:
-    """Raises ValueError naming the field when the config cannot train (before any compile)."""
-    m, t, c = config.model, config.train, config.checkpoint
-    for field in ("n_layers", "d_model", "n_heads", "d_ff", "max_len"):
-        _check(
-            isinstance(m[field], int) and m[field] > 0, f"model.{field}", m[field], "a positive int"
-        )
-    _check(
-        m.d_model % m.n_heads == 0, "model.d_model", m.d_model, f"a multiple of n_heads={m.n_heads}"
-    )
-    _check(
-        m.positional in transformer.POSITIONAL,
-        "model.positional",
-        m.positional,
-        f"one of {transformer.POSITIONAL}",
-    )
-    _check(
-        m.positional != "rotary" or (m.d_model // m.n_heads) % 2 == 0,
-        "model.d_model",
-        m.d_model,
-        "an even head dim (d_model / n_heads) for rotary positions",
-    )
-    _check(m.dtype in transformer.DTYPES, "model.dtype", m.dtype, f"one of {transformer.DTYPES}")
-    _check(
-        m.attention in transformer.ATTENTION,
-        "model.attention",
-        m.attention,
-        f"one of {transformer.ATTENTION}",
-    )
-    _check(
-        m.get("gelu", "tanh") in transformer.GELU,
-        "model.gelu",
-        m.get("gelu"),
-        f"one of {transformer.GELU}",
-    )
-    kv_heads = m.get("n_kv_heads", 0)
-    _check(
-        isinstance(kv_heads, int) and kv_heads >= 0 and m.n_heads % (kv_heads or m.n_heads) == 0,
-        "model.n_kv_heads",
-        kv_heads,
-        f"0 (= n_heads) or a divisor of n_heads={m.n_heads}",
-    )
-    _check(
-        0 < m.get("rotary_fraction", 1.0) <= 1,
-        "model.rotary_fraction",
-        m.get("rotary_fraction"),
-        "in (0, 1]",
-    )
-    for field in ("steps", "batch_size", "seq_len", "grad_accum", "log_every", "eval_every"):
-        _check(
-            isinstance(t[field], int) and t[field] > 0, f"train.{field}", t[field], "a positive int"
-        )
-    _check(t.seq_len <= m.max_len, "train.seq_len", t.seq_len, f"<= model.max_len={m.max_len}")
-    _check(t.lr > 0, "train.lr", t.lr, "> 0")
-    _check(
-        0 <= t.warmup_steps < t.steps,
-        "train.warmup_steps",
-        t.warmup_steps,
-        f"in [0, steps={t.steps}): the cosine decay needs a step after warmup",
-    )
-    _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
-    _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0 (0 = no clipping)")
-    _check(t.eval_batches >= 0, "train.eval_batches", t.eval_batches, ">= 0")
-    _check(
-        t.batch_size % t.grad_accum == 0,
-        "train.batch_size",
-        t.batch_size,
-        f"a multiple of train.grad_accum={t.grad_accum}",
-    )
-    _check(
-        t.batch_size % jax.process_count() == 0,
-        "train.batch_size",
-        t.batch_size,
-        f"a multiple of the {jax.process_count()} processes",
-    )
-    _check(
-        not t.get("tensorboard") or importlib.util.find_spec("tensorboardX") is not None,
-        "train.tensorboard",
-        t.get("tensorboard"),
-        "False, or `pip install tensorboardX` first",
-    )
-    _check(c.every_steps > 0, "checkpoint.every_steps", c.every_steps, "a positive int")
-    _check(c.keep > 0, "checkpoint.keep", c.keep, "a positive int")
-    mesh_shape = sharding.mesh_shape(config.mesh, n_devices or jax.device_count())
-    shards = sharding.batch_shards(
-        dict(zip(sharding.MESH_AXES, mesh_shape)), sharding.rules_from_config(config.mesh)
-    )
-    _check(
-        (t.batch_size // t.grad_accum) % shards == 0,
-        "train.batch_size",
-        t.batch_size,
-        f"batch_size / grad_accum divisible by the {shards} batch shards of mesh {mesh_shape}",
-    )
-
-
-def make_optimizer(train_config: Any) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW (0.9, 0.95, 1e-8) with masked weight decay, warmup + cosine, global-norm clipping."""
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=train_config.lr,
-        warmup_steps=train_config.warmup_steps,
-        decay_steps=train_config.steps,
-        end_value=train_config.lr * 0.1,
-    )
-
-    def decay_mask(params):  # matmul weights and embeddings; not norms, not biases
-        def decays(path, _):  # the parameter's name is its last dict key (boxes add attributes)
-            name = [entry.key for entry in path if isinstance(entry, jax.tree_util.DictKey)][-1]
-            return name in ("kernel", "embedding")
-
-        return jax.tree_util.tree_map_with_path(decays, params)
-
-    adamw = optax.adamw(
-        schedule, b1=0.9, b2=0.95, eps=1e-8, weight_decay=train_config.weight_decay, mask=decay_mask
-    )
-    if train_config.grad_clip > 0:
-        return optax.chain(optax.clip_by_global_norm(train_config.grad_clip), adamw), schedule
-    return adamw, schedule
-
-
-def loss_sums(params: Any, gpt: transformer.GPT, batch: Batch) -> tuple[jax.Array, jax.Array]:
-    """(summed cross-entropy in nats, number of scored targets) of a batch, both float32."""
-    tokens = batch["tokens"]
-    logits = gpt.apply({"params": params}, tokens[:, :-1])  # (B, T, V) float32
-    targets = tokens[:, 1:]
-    log_z = jax.nn.logsumexp(logits, axis=-1)  # (B, T)
-    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # (B, T)
-    cross_entropy = log_z - target_logit  # (B, T)
-    mask = batch.get("loss_mask")
-    mask = jnp.ones_like(cross_entropy) if mask is None else mask.astype(jnp.float32)
-    return jnp.sum(cross_entropy * mask), jnp.sum(mask)
-
-
-def train_step(
-    state: TrainState,
-    batch: Batch,
-    *,
-    gpt: transformer.GPT,
-    tx: optax.GradientTransformation,
-    schedule: optax.Schedule,
-    grad_accum: int,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer step over `batch` split into `grad_accum` micro-batches."""
-    total = jnp.maximum(
-        batch["loss_mask"].astype(jnp.float32).sum()
-        if "loss_mask" in batch
-        else jnp.float32(np.prod(batch["tokens"][:, 1:].shape)),
-        1.0,
-    )
-
-    def scaled_loss(params, micro_batch):  # summed over the micro-batch, over the batch's count
-        return loss_sums(params, gpt, micro_batch)[0] / total
-
-    micro_grads = jax.value_and_grad(scaled_loss)
-    if grad_accum == 1:
-        loss, grads = micro_grads(state.params, batch)
-    else:
-        # Row r goes to micro-batch r % grad_accum: each device keeps its own rows.
-        micro = jax.tree.map(
-            lambda x: jnp.swapaxes(
-                x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 0, 1
-            ),
-            batch,
-        )
-
-        def accumulate(carry, micro_batch):
-            loss, grads = micro_grads(state.params, micro_batch)
-            return jax.tree.map(jnp.add, carry, (loss, grads)), None
-
-        zeros = (jnp.float32(0), jax.tree.map(jnp.zeros_like, state.params))
-        (loss, grads), _ = jax.lax.scan(accumulate, zeros, micro)
-    grad_norm = optax.tree.norm(grads)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    step_metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state.step)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), step_metrics
-
-
-def eval_step(params: Any, batch: Batch, *, gpt: transformer.GPT) -> dict[str, jax.Array]:
-    """{"loss_sum": nats summed over scored targets, "count": their number}."""
-    loss_sum, count = loss_sums(params, gpt, batch)
-    return {"loss_sum": loss_sum, "count": count}
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import transformers
 
 from codex_jax import jsonl
 from codex_jax.model import hf, transformer
-from codex_jax.sampling import decoding, samples, stopping
+from codex_jax.sampling import decoding, samples, stopping, strategies
 from configs import tiny
 
 VOCAB, EOD = 320, 0  # the tokenizer: <|endoftext|>, 256 bytes and a few merges; the model pads
@@ -118,7 +118,7 @@ def test_greedy_generation_equals_transformers_generate(imported):
         table.next_state,
         table.matched,
         max_new_tokens=32,
-        sampling=decoding.SamplingConfig(temperature=0.0),
+        sampling=strategies.SamplingConfig(temperature=0.0),
         eod_id=EOD,
     ).tokens
     with torch.no_grad():

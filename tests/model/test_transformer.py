@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from codex_jax.model import transformer
+from codex_jax.model import layers, transformer
 from codex_jax.training import sharding
 
 VOCAB = 64
@@ -77,7 +77,7 @@ def test_prefill_then_cached_decode_equals_uncached_forward_with_left_padding(va
     uncached_forward = functools.partial(jax.jit(gpt.apply), {"params": params})
     if out_first:
         gpt = transformer.GPT(dataclasses.replace(gpt.config, out_first_kernels=True))
-        params = transformer.kernels_out_first(params)
+        params = layers.kernels_out_first(params)
         expected_shapes = jax.eval_shape(gpt.init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))[
             "params"
         ]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from codex_jax.model import transformer
-from codex_jax.sampling import completions, decoding, stopping
+from codex_jax.sampling import completions, decoding, stopping, strategies
 
 # --- references -----------------------------------------------------------------------------
 
@@ -47,9 +47,9 @@ def reference_cut(text: str, stop: tuple[str, ...]) -> str:
 
 # --- sampling math ---------------------------------------------------------------------------
 
-sample_tokens = jax.jit(decoding.sample_tokens, static_argnames="sampling")
-top_k_mask = jax.jit(decoding.top_k_mask, static_argnames="k")
-top_p_mask = jax.jit(decoding.top_p_mask, static_argnames="top_p")
+sample_tokens = jax.jit(strategies.sample_tokens, static_argnames="sampling")
+top_k_mask = jax.jit(strategies.top_k_mask, static_argnames="k")
+top_p_mask = jax.jit(strategies.top_p_mask, static_argnames="top_p")
 
 
 def random_logits(seed: int, shape=(16, 1000), scale=3.0) -> np.ndarray:
@@ -77,7 +77,7 @@ def test_top_k_keeps_ties_at_the_kth_value():
 @pytest.mark.parametrize("top_p,top_k", [(1.0, 0), (0.9, 0), (1.0, 5), (0.5, 3)])
 def test_temperature_zero_is_greedy(top_p, top_k):
     logits = random_logits(1)
-    config = decoding.SamplingConfig(temperature=0.0, top_p=top_p, top_k=top_k)
+    config = strategies.SamplingConfig(temperature=0.0, top_p=top_p, top_k=top_k)
     tokens, log_probs = sample_tokens(jax.random.key(0), jnp.asarray(logits), config)
     np.testing.assert_array_equal(tokens, logits.argmax(-1))
     expected = np.log(reference_probs(logits, 1.0)[np.arange(len(logits)), logits.argmax(-1)])
@@ -86,7 +86,7 @@ def test_temperature_zero_is_greedy(top_p, top_k):
 
 def test_sampled_tokens_lie_in_the_top_k_and_nucleus_sets():
     logits = np.repeat(random_logits(2, (4, 1000)), 256, axis=0)  # 256 draws from each of 4 rows
-    config = decoding.SamplingConfig(temperature=0.8, top_p=0.9, top_k=40)
+    config = strategies.SamplingConfig(temperature=0.8, top_p=0.9, top_k=40)
     tokens, log_probs = sample_tokens(jax.random.key(3), jnp.asarray(logits), config)
     tokens = np.asarray(tokens)
     probs = reference_probs(logits, 0.8)
@@ -106,11 +106,11 @@ def chi_square(counts: np.ndarray, probs: np.ndarray) -> float:
 @pytest.mark.parametrize(
     "config,expected",
     [
-        (decoding.SamplingConfig(temperature=1.0), [0.5, 0.25, 0.125, 0.0625, 0.0625]),
-        (decoding.SamplingConfig(temperature=0.5), np.array([64, 16, 4, 1, 1]) / 86),
+        (strategies.SamplingConfig(temperature=1.0), [0.5, 0.25, 0.125, 0.0625, 0.0625]),
+        (strategies.SamplingConfig(temperature=0.5), np.array([64, 16, 4, 1, 1]) / 86),
         # nucleus 0.8: {0.5, 0.25, 0.125} (0.75 < 0.8 <= 0.875), renormalised
-        (decoding.SamplingConfig(temperature=1.0, top_p=0.8), [4 / 7, 2 / 7, 1 / 7, 0, 0]),
-        (decoding.SamplingConfig(temperature=1.0, top_k=2), [2 / 3, 1 / 3, 0, 0, 0]),
+        (strategies.SamplingConfig(temperature=1.0, top_p=0.8), [4 / 7, 2 / 7, 1 / 7, 0, 0]),
+        (strategies.SamplingConfig(temperature=1.0, top_k=2), [2 / 3, 1 / 3, 0, 0, 0]),
     ],
 )
 def test_sampling_frequencies_match_the_probabilities(config, expected):
@@ -131,7 +131,9 @@ def test_inverse_cdf_sampling_spans_blocks_and_never_draws_zero_weights():
     chosen = [0, 127, 128, 200, 299]
     weights[0, chosen] = [1.0, 2.0, 3.0, 1.0, 3.0]
     draws = 20_000
-    tokens = jax.jit(decoding.sample_from_weights)(jax.random.key(7), jnp.tile(weights, (draws, 1)))
+    tokens = jax.jit(strategies.sample_from_weights)(
+        jax.random.key(7), jnp.tile(weights, (draws, 1))
+    )
     counts = np.bincount(np.asarray(tokens), minlength=vocab)
     assert counts.sum() == counts[chosen].sum()
     assert chi_square(counts[chosen], weights[0, chosen] / weights.sum()) < 18.47
@@ -140,7 +142,7 @@ def test_inverse_cdf_sampling_spans_blocks_and_never_draws_zero_weights():
 def test_sampling_config_rejects_bad_values():
     for bad in (dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.5), dict(top_k=-1)):
         with pytest.raises(ValueError):
-            decoding.SamplingConfig(**bad)
+            strategies.SamplingConfig(**bad)
 
 
 # --- stop sequences --------------------------------------------------------------------------
@@ -303,7 +305,7 @@ def test_rows_stop_at_end_of_document_and_the_batch_stops_when_all_have(decode_c
         table.next_state,
         table.matched,
         max_new_tokens=10,
-        sampling=decoding.SamplingConfig(temperature=0.0),
+        sampling=strategies.SamplingConfig(temperature=0.0),
         eod_id=2,
     )
     np.testing.assert_array_equal(out.num_tokens, [2, 3, 3])
@@ -322,7 +324,7 @@ def test_complete_cuts_at_stop_sequences_and_keeps_sample_order():
         BigramDecoder(),
         params,
         tokenizer,
-        sampling_config=decoding.SamplingConfig(temperature=0.0),
+        sampling_config=strategies.SamplingConfig(temperature=0.0),
         max_new_tokens=12,
         stop=stopping.HUMAN_EVAL_STOP,
         max_prompt_len=32,
@@ -353,7 +355,7 @@ def test_samples_of_one_prompt_differ_and_follow_its_distribution():
         table.next_state,
         table.matched,
         max_new_tokens=3,
-        sampling=decoding.SamplingConfig(temperature=1.0),
+        sampling=strategies.SamplingConfig(temperature=1.0),
         eod_id=2,
     )
     first = np.asarray(out.tokens[:, 0])
@@ -370,7 +372,7 @@ def test_a_humaneval_run_compiles_once_per_length_bucket():
         decoder,
         jnp.zeros((259, 259)),
         ByteTokenizer(),
-        sampling_config=decoding.SamplingConfig(temperature=0.8, top_p=0.95),
+        sampling_config=strategies.SamplingConfig(temperature=0.8, top_p=0.95),
         max_new_tokens=4,
         stop=stopping.HUMAN_EVAL_STOP,
         max_prompt_len=300,
@@ -433,7 +435,7 @@ def run_greedy(params, prompts: list[list[int]], steps: int, prompt_len: int = 1
         table.next_state,
         table.matched,
         max_new_tokens=steps,
-        sampling=decoding.SamplingConfig(temperature=0.0),
+        sampling=strategies.SamplingConfig(temperature=0.0),
         eod_id=-1,
     )
     return np.asarray(out.tokens)
@@ -452,7 +454,7 @@ def test_gpt_decoder_given_unprepared_parameters_says_so(gpt_params):
             table.next_state,
             table.matched,
             max_new_tokens=2,
-            sampling=decoding.SamplingConfig(temperature=0.0),
+            sampling=strategies.SamplingConfig(temperature=0.0),
             eod_id=-1,
         )
 
@@ -522,7 +524,7 @@ def test_rows_are_sharded_over_the_data_axes_with_the_same_tokens(gpt_params):
             table.next_state,
             table.matched,
             max_new_tokens=6,
-            sampling=decoding.SamplingConfig(temperature=0.0),
+            sampling=strategies.SamplingConfig(temperature=0.0),
             eod_id=-1,
         )
     assert out.tokens.sharding.spec[0] == ("data", "fsdp")
