@@ -3,9 +3,9 @@
 A worker is started as `python -I -S -c <bootstrap>`: this module, running in that process
 while it is still single-threaded, enters namespaces, builds a private read-only mount view,
 installs Landlock and seccomp, and then replaces itself (`execve`) with the worker interpreter
-(`python -I -S`, `codex_jax.sandbox.harness`). The layers survive `execve`; ctypes does not, so the
-process that runs samples has never loaded it. Each layer is tried and recorded; what the
-machine refuses is skipped and named, never silent. The threat model is in `codex_jax.sandbox.executor`.
+(`python -I -S`, `codex_jax.sandbox.worker`). The layers survive `execve`; ctypes does not, so
+the process that runs samples has never loaded it. Each layer is tried and recorded; what the
+machine refuses is skipped and named, never silent. The threat model is in `codex_jax.sandbox`.
 
 Layers, in the order applied (names as they appear in each result's `sandbox` field):
     userns   a user namespace (only when not root: it is what lets the rest work unprivileged)
@@ -392,7 +392,7 @@ def drop_capabilities() -> str:
 
 
 def main() -> None:
-    """Bootstrap entry point; never returns: it execs the worker (`codex_jax.sandbox.harness.main`).
+    """Bootstrap entry point; never returns: it execs the worker (`codex_jax.sandbox.worker.main`).
 
     argv: the scratch folder, the isolation ("full" or "minimal"), the uid for samples (used
     when root), the CPU core the worker and its samples run on ("" for any), and the worker's

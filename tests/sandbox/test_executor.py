@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from codex_jax.sandbox import executor, harness
+from codex_jax.sandbox import executor, worker
 
 PROBLEM = {
     "task_id": "t/0",
@@ -67,10 +67,10 @@ def test_bad_isolation_is_rejected():
 
 
 def test_importing_executor_imports_neither_jax_nor_ctypes():
-    # The worker interpreter runs codex_jax.sandbox.harness: it must never hold ctypes. The evaluator
+    # The worker interpreter runs codex_jax.sandbox.worker: it must never hold ctypes. The evaluator
     # (codex_jax.evaluation, which uses numpy) may, but must not pull in JAX.
     code = (
-        "import sys, codex_jax.sandbox.executor, codex_jax.sandbox.harness; "
+        "import sys, codex_jax.sandbox.executor, codex_jax.sandbox.worker; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'ctypes')), end=' '); "
         "import codex_jax.evaluation; print(sorted(m for m in sys.modules if m.split('.')[0] == 'jax'))"
     )
@@ -148,20 +148,24 @@ def test_fresh_task_folder_removes_what_a_sample_left_and_nothing_outside(tmp_pa
     outside.mkdir()
     (outside / "keep.txt").write_text("keep")
     (tmp_path / "scratch").mkdir()
-    worker = harness.Worker(str(tmp_path / "scratch"), os.getuid(), False, [])
-    task = worker._fresh_task_dir()
+    pool_worker = worker.Worker(str(tmp_path / "scratch"), os.getuid(), False, [])
+    task = pool_worker._fresh_task_dir()
     os.makedirs(os.path.join(task, "a", "b"))
     open(os.path.join(task, "a", "b", "file"), "w").close()
     os.chmod(os.path.join(task, "a"), 0)
     os.symlink(outside, os.path.join(task, "dir_link"))
     os.symlink(outside / "keep.txt", os.path.join(task, "file_link"))
     os.chmod(task, 0)
-    assert worker._fresh_task_dir() == task and os.listdir(task) == []
+    assert pool_worker._fresh_task_dir() == task and os.listdir(task) == []
     os.rmdir(task)
     os.symlink(
         outside, task
     )  # a sample that owns the scratch folder swaps its task folder for a link
-    assert worker._fresh_task_dir() == task and not os.path.islink(task) and os.listdir(task) == []
+    assert (
+        pool_worker._fresh_task_dir() == task
+        and not os.path.islink(task)
+        and os.listdir(task) == []
+    )
     assert (
         sorted(os.listdir(outside)) == ["keep.txt"] and (outside / "keep.txt").read_text() == "keep"
     )
