@@ -1,6 +1,7 @@
 """Running hostile model output: `executor` (the pool, the drop-in `check_correctness`),
-`isolation` (per-worker layers, then exec of the worker), `worker` (one sample at a time, each
-in a forked child), `harness` (what runs in that child, and the layers it inherits).
+`isolation` (per-worker layers, then exec of the worker; its Landlock, seccomp and capability
+filters are in `kernel_filters`), `worker` (one sample at a time, each in a forked child),
+`harness` (what runs in that child, and the layers it inherits).
 This package imports no JAX, and importing it starts nothing.
 
 Threat model

@@ -23,12 +23,24 @@ Layers, in the order applied (names as they appear in each result's `sandbox` fi
 """
 
 import ctypes
-import errno
 import os
 import pwd
 import select
 import struct
 import sys
+
+from codex_jax.sandbox.kernel_filters import (
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
+    check,
+    drop_capabilities,
+    landlock,
+    libc,
+    prctl,
+    seccomp,
+    syscall,
+)
 
 # unshare(2) / clone(2) flags.
 CLONE_NEWNS = 0x00020000
@@ -36,7 +48,6 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-CLONE_NEW_ANY = 0x7E020080  # every CLONE_NEW* flag, CLONE_NEWTIME (0x80) included
 
 # mount(2), mount_setattr(2), open_tree(2), move_mount(2).
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x4000, 0x40000
@@ -46,83 +57,6 @@ OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 0x1, os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442  # same on every 64-bit arch
 
-# prctl(2).
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER = 1, 38, 22, 36
-PR_SET_SECUREBITS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 28, 47, 4
-SECBIT_NOROOT, SECBIT_NOROOT_LOCKED = 0x1, 0x2
-SECCOMP_MODE_FILTER = 2
-
-# Landlock (syscalls 444-446 on every 64-bit arch).
-SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
-LANDLOCK_CREATE_RULESET_VERSION = 1
-LANDLOCK_RULE_PATH_BENEATH = 1
-FS_WRITE_FILE, FS_TRUNCATE, FS_IOCTL_DEV = 1 << 1, 1 << 14, 1 << 15
-# Every right that changes the filesystem, by the ABI version that introduced it.
-FS_WRITE_RIGHTS_BY_ABI = {1: 0b1_1111_1111_0010, 2: 1 << 13, 3: 1 << 14, 5: 1 << 15}
-NET_BIND_TCP, NET_CONNECT_TCP = 1, 2
-SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1, 2
-
-# seccomp BPF (x86_64 only: the syscall numbers below are x86_64's).
-AUDIT_ARCH_X86_64 = 0xC000003E
-X32_SYSCALL_BIT = 0x40000000
-SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_ERRNO, SECCOMP_RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
-BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_JSET_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
-X86_64_DENIED_SYSCALLS = {
-    "ptrace": 101,
-    "process_vm_readv": 310,
-    "process_vm_writev": 311,
-    "kcmp": 312,
-    "pidfd_getfd": 438,
-    "mount": 165,
-    "umount2": 166,
-    "pivot_root": 155,
-    "chroot": 161,
-    "open_tree": 428,
-    "move_mount": 429,
-    "fsopen": 430,
-    "fsconfig": 431,
-    "fsmount": 432,
-    "fspick": 433,
-    "mount_setattr": 442,
-    "unshare": 272,
-    "setns": 308,
-    "keyctl": 250,
-    "add_key": 248,
-    "request_key": 249,
-    "bpf": 321,
-    "perf_event_open": 298,
-    "io_uring_setup": 425,
-    "io_uring_enter": 426,
-    "io_uring_register": 427,
-    "userfaultfd": 323,
-    "name_to_handle_at": 303,
-    "open_by_handle_at": 304,
-    "kexec_load": 246,
-    "kexec_file_load": 320,
-    "init_module": 175,
-    "finit_module": 313,
-    "delete_module": 176,
-    "reboot": 169,
-    "swapon": 167,
-    "swapoff": 168,
-    "acct": 163,
-    "quotactl": 179,
-    "syslog": 103,
-    "vhangup": 153,
-    "personality": 135,
-    "iopl": 172,
-    "ioperm": 173,
-    "settimeofday": 164,
-    "clock_settime": 227,
-    "clock_adjtime": 305,
-    "adjtimex": 159,
-    "sethostname": 170,
-    "setdomainname": 171,
-    "uselib": 134,
-}
-X86_64_CLONE, X86_64_CLONE3, X86_64_SOCKET = 56, 435, 41
-AF_UNIX = 1
-
 MASKED_DIRECTORIES = ("/run", "/var/tmp", "/dev/shm")
 SCRATCH_IN_NAMESPACE = "/tmp"
 SCRATCH_TMPFS_OPTIONS = (
@@ -130,36 +64,12 @@ SCRATCH_TMPFS_OPTIONS = (
 )
 
 
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
-def _check(result: int, what: str) -> int:
-    if result < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}")
-    return result
-
-
-def _syscall(number: int, *args: int | bytes | None, what: str) -> int:
-    args = tuple(
-        ctypes.c_long(a) if isinstance(a, int) else a for a in args
-    )  # variadic: pass longs
-    return _check(_libc().syscall(ctypes.c_long(number), *args), what)
-
-
-def _prctl(option: int, arg: int = 0, what: str = "prctl") -> None:
-    _check(_libc().prctl(option, ctypes.c_ulong(arg), 0, 0, 0), what)
-
-
 def _mount(
     source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
 ) -> None:
     encode = lambda s: None if s is None else s.encode()
-    _check(
-        _libc().mount(
+    check(
+        libc().mount(
             encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)
         ),
         f"mount {target}",
@@ -172,7 +82,7 @@ def enter_namespaces() -> list[str]:
     uid, gid = os.geteuid(), os.getegid()
     attempts = [flags, flags | CLONE_NEWUSER] if uid == 0 else [flags | CLONE_NEWUSER]
     for attempt in attempts:
-        if _libc().unshare(attempt) == 0:
+        if libc().unshare(attempt) == 0:
             break
     else:
         raise OSError(ctypes.get_errno(), f"unshare: {os.strerror(ctypes.get_errno())}")
@@ -209,7 +119,7 @@ def become_pid1() -> None:
         _, status = os.waitpid(child, 0)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     os.close(parent_alive_write)
-    _prctl(PR_SET_PDEATHSIG, 9, "PR_SET_PDEATHSIG")
+    prctl(PR_SET_PDEATHSIG, 9, "PR_SET_PDEATHSIG")
     if select.select([parent_alive_read], [], [], 0)[
         0
     ]:  # the parent died before the signal was armed
@@ -241,7 +151,7 @@ def _mask_keeping(directory: str, keep: list[str], options: str = "mode=0755,siz
     detached = [
         (
             p,
-            _syscall(
+            syscall(
                 SYS_OPEN_TREE,
                 AT_FDCWD,
                 p.encode(),
@@ -254,7 +164,7 @@ def _mask_keeping(directory: str, keep: list[str], options: str = "mode=0755,siz
     _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, options)
     for path, fd in detached:
         os.makedirs(path, exist_ok=True)
-        _syscall(
+        syscall(
             SYS_MOVE_MOUNT,
             fd,
             b"",
@@ -279,7 +189,7 @@ def build_mount_view(keep_extra: list[str]) -> tuple[str, list[str]]:
         if os.path.isdir(directory):
             _mask_keeping(directory, [p for p in keep if p.startswith(directory + os.sep)])
     attr = struct.pack("QQQQ", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
-    _syscall(
+    syscall(
         SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, len(attr), what="mount_setattr /"
     )
     # The scratch tmpfs covers /tmp; an interpreter, virtualenv or checkout there comes back read-only.
@@ -290,105 +200,6 @@ def build_mount_view(keep_extra: list[str]) -> tuple[str, list[str]]:
     )
     _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
     return SCRATCH_IN_NAMESPACE, ["ro-root", "masked"]
-
-
-def landlock(scratch: str) -> str:
-    """Allows filesystem changes only beneath `scratch` (and writes to /dev/null)."""
-    abi = _syscall(
-        SYS_LANDLOCK_CREATE_RULESET,
-        None,
-        0,
-        LANDLOCK_CREATE_RULESET_VERSION,
-        what="landlock version",
-    )
-    write_rights = 0
-    for version, rights in FS_WRITE_RIGHTS_BY_ABI.items():
-        if abi >= version:
-            write_rights |= rights
-    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
-    scope = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
-    attr = struct.pack("QQQ", write_rights, net, scope)[: 24 if abi >= 6 else 16 if abi >= 4 else 8]
-    ruleset = _syscall(SYS_LANDLOCK_CREATE_RULESET, attr, len(attr), 0, what="landlock ruleset")
-    file_rights = write_rights & (FS_WRITE_FILE | FS_TRUNCATE | FS_IOCTL_DEV)
-    for path, rights in ((scratch, write_rights), ("/dev/null", file_rights)):
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        rule = struct.pack("=Qi", rights, fd)
-        _syscall(
-            SYS_LANDLOCK_ADD_RULE,
-            ruleset,
-            LANDLOCK_RULE_PATH_BENEATH,
-            rule,
-            0,
-            what=f"landlock rule {path}",
-        )
-        os.close(fd)
-    _syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0, what="landlock restrict")
-    os.close(ruleset)
-    return f"landlock-v{abi}"
-
-
-def _bpf(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
-    return struct.pack("=HBBI", code, jt, jf, k)
-
-
-def seccomp_filter_program() -> bytes:
-    """The x86_64 BPF program: deny dangerous syscalls, namespace clones and non-UNIX sockets."""
-    errno_ret = lambda code: _bpf(BPF_RET_K, SECCOMP_RET_ERRNO | code)
-    arg0_low = 16  # offsetof(struct seccomp_data, args[0]), little-endian low word
-    program = [
-        _bpf(BPF_LD_W_ABS, 4),  # arch
-        _bpf(BPF_JEQ_K, AUDIT_ARCH_X86_64, jt=1),
-        _bpf(BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
-        _bpf(BPF_LD_W_ABS, 0),  # syscall number
-        _bpf(BPF_JGE_K, X32_SYSCALL_BIT, jf=1),  # the x32 ABI would bypass the numbers below
-        errno_ret(errno.EPERM),
-        _bpf(BPF_JEQ_K, X86_64_CLONE3, jf=1),  # its flags live in memory BPF cannot read;
-        errno_ret(errno.ENOSYS),  # ENOSYS makes libc fall back to clone(2), checked below
-    ]
-    for number in sorted(X86_64_DENIED_SYSCALLS.values()):
-        program += [_bpf(BPF_JEQ_K, number, jf=1), errno_ret(errno.EPERM)]
-    program += [
-        _bpf(BPF_JEQ_K, X86_64_CLONE, jf=4),
-        _bpf(BPF_LD_W_ABS, arg0_low),
-        _bpf(BPF_JSET_K, CLONE_NEW_ANY, jf=1),
-        errno_ret(errno.EPERM),
-        _bpf(BPF_RET_K, SECCOMP_RET_ALLOW),
-        _bpf(BPF_JEQ_K, X86_64_SOCKET, jf=4),
-        _bpf(BPF_LD_W_ABS, arg0_low),
-        _bpf(BPF_JEQ_K, AF_UNIX, jt=1),
-        errno_ret(errno.EAFNOSUPPORT),
-        _bpf(BPF_RET_K, SECCOMP_RET_ALLOW),
-        _bpf(BPF_RET_K, SECCOMP_RET_ALLOW),  # every other syscall
-    ]
-    return b"".join(program)
-
-
-def seccomp() -> str:
-    """Installs `seccomp_filter_program` (requires no_new_privs)."""
-    machine = os.uname().machine
-    if machine != "x86_64":
-        raise OSError(errno.ENOSYS, f"seccomp filter written for x86_64, this is {machine}")
-    program = seccomp_filter_program()
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = ctypes.create_string_buffer(
-        struct.pack("HxxxxxxQ", len(program) // 8, ctypes.addressof(buffer))
-    )
-    _check(
-        _libc().prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), fprog, 0, 0), "seccomp"
-    )
-    return "seccomp"
-
-
-def drop_capabilities() -> str:
-    """Drops every capability and keeps root from regaining them on execve (user namespace)."""
-    _prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, "PR_SET_SECUREBITS")
-    _check(
-        _libc().prctl(PR_CAP_AMBIENT, ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), 0, 0, 0),
-        "ambient caps",
-    )
-    header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    _check(_libc().capset(header, bytes(24)), "capset")
-    return "nocaps"
 
 
 def main() -> None:
@@ -433,9 +244,9 @@ def main() -> None:
     else:
         refused.append("namespaces (isolation='minimal' requested)")
     # Orphans of a sample re-parent to the worker, which kills them (survives execve).
-    attempt("subreaper", lambda: _prctl(PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER"))
+    attempt("subreaper", lambda: prctl(PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER"))
     if attempt(
-        "no_new_privs", lambda: _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS") or "nnp"
+        "no_new_privs", lambda: prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS") or "nnp"
     ):
         layers.append("nnp")
     layers += filter(None, [attempt("landlock", lambda: landlock(scratch))])
