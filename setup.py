@@ -25,7 +25,7 @@ setuptools.setup(
     ],
     extras_require={
         # nbclient and ipykernel: tests/test_notebook.py executes colab/codex_jax.ipynb; torch,
-        # transformers, safetensors, tokenizers: tests/test_hf.py compares with transformers itself.
+        # transformers, safetensors, tokenizers: tests/model/test_hf.py compares with transformers itself.
         "test": [
             "ruff>=0.6",
             "pytest>=8.0",
@@ -39,7 +39,6 @@ setuptools.setup(
             "safetensors>=0.4",
             "tokenizers>=0.19",
         ],
-        # torch<=2.14.1: the CPU wheel this machine's pip takes from disk (see README).
         "bench": ["torch>=2.4", "transformers>=4.45"],
         "hf": ["torch>=2.4", "transformers>=4.45", "safetensors>=0.4", "tokenizers>=0.19"],
         "colab": ["nbclient>=0.10", "ipykernel>=6.29", "nbformat>=5.10"],

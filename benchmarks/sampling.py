@@ -1,6 +1,6 @@
 """Decode throughput: codex_jax's jitted sampler against Hugging Face transformers `generate`.
 
-    pip install torch==2.13.0 transformers   # CPU wheel; see README
+    pip install -e '.[bench]'   # the peer: torch and transformers
     python benchmarks/sampling.py [--repeats=5] [--batch_sizes=1,32] [--new_tokens=128]
 
 Both decode the same shape of model (GPT-2 family, --config's model, default the tiny 2 x 128;
@@ -17,11 +17,9 @@ spread (min-max). The batch-32 top-p ratio is printed last, with the load averag
 traces one codex_jax call per setting instead (no transformers needed) and prints where its time
 goes: prefill, and per decode step the weight matmuls, attention over the cache and the rest.
 
-Only a quiet machine gives a meaningful ratio: under load (other processes on the 2 cores of the
-project's VM) transformers' two OpenMP threads stall (at load 3 a 2-thread torch matmul of this
-model's shapes took 3-35x longer than a 1-thread one), and its rate collapses far more than
-codex_jax's (measured at load 3.4-6: 19 tokens/s at batch 1 and 119 at batch 32 greedy, against
-the issue's ~450 and ~3,300 on a quiet machine), which inflates the ratio to 12-22x.
+Only a quiet machine gives a meaningful ratio: under load transformers' OpenMP threads stall
+and its rate collapses far more than codex_jax's, which inflates the ratio. Dated results:
+benchmarks/RESULTS.md.
 """
 
 import collections

@@ -1,6 +1,6 @@
 """Train-step throughput: codex_jax's jitted step against Hugging Face transformers' GPT-2.
 
-    pip install torch==2.13.0 transformers   # CPU wheel; see README
+    pip install -e '.[bench]'   # the peer: torch and transformers
     python benchmarks/train.py [--batch_size=8] [--repeats=7] [--steps=5]
 
 Both train the same model shape (--config's model, default the tiny 2 x 128; the 1.3x target

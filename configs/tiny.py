@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     # --- model.py: decoder-only GPT ------------------------------------------------------------
     config.model = model = ml_collections.ConfigDict()
     # 2 x 128: in a few CPU minutes a small model that takes ~3x the steps learns more than
-    # 4 x 256 (measured: 2.23 vs 2.37 validation bits/byte at equal time; README, "Training").
+    # 4 x 256 (measured: 2.23 vs 2.37 validation bits/byte at equal time; benchmarks/RESULTS.md).
     model.n_layers = 2
     model.d_model = 128
     model.n_heads = 4
@@ -55,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     model.remat = False  # recompute each block's activations in the backward pass to save memory
     model.attention = "auto"  # jax.nn.dot_product_attention backend: "xla", "cudnn" (GPU,
     #                            16-bit), or "auto" = cudnn on GPU in bfloat16/float16, else xla
-    # What imported Hugging Face families need (codex_jax/hf.py); these values are GPT-2's:
+    # What imported Hugging Face families need (codex_jax/model/hf.py); these values are GPT-2's:
     model.n_kv_heads = (
         0  # key/value heads, dividing n_heads: 0 = n_heads, 1 = multi-query (GPTBigCode)
     )

@@ -71,12 +71,9 @@ class GPTDecoder:
 
     On CPU, decode steps of at least `_OUT_FIRST_MIN_ROWS` rows run on a copy of the parameters
     with every kernel stored output axes first (`layers.kernels_out_first`, made by `prepare`),
-    which XLA:CPU multiplies without repacking the weights every step (see
-    `model.project`). Measured on the project's 2-core VM (greedy, 64-token prompts, 128 new
-    tokens; the same `generate` with and without the copy, 9 alternated rounds, median of the
-    paired ratios): 4 x 256 at 4, 8, 16, 32 rows 1.20x, 1.28x, 1.16x, 1.10x; 8 x 512 at 32 rows 1.27x;
-    2 x 128 at 8 and 32 rows 1.14x and 1.01x; but 0.92-0.93x at 1 and 2 rows, which therefore
-    decode, as the prefill does, on the parameters as trained.
+    which XLA:CPU multiplies without repacking the weights every step (see `layers.project`).
+    Fewer rows (and the prefill) run on the parameters as trained, where the copy was slower
+    (benchmarks/RESULTS.md, "Sampling").
     """
 
     config: model_lib.GPTConfig

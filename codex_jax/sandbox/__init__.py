@@ -41,24 +41,27 @@ Covered (with every layer available: Linux >= 5.12, root or unprivileged user na
   * Output and crashes: output goes to /dev/null; segfaults and stack overflows end the
     child, never the worker.
   * Verdict: "passed" only if the child leaves b"P" and then the nonce in memory its worker
-    shares with it (an anonymous shared mapping made before the fork: no file descriptor a
-    sample could close, fill or replace, no handle it can reach), written by the harness
-    after the test's own `check` returned. The 128-bit nonce exists only in the frames of the
-    harness's main thread, while the sample runs in a second thread: only the main thread
-    runs Python signal handlers (which are handed the frame they interrupt), only it may
-    install them, it has none, and it runs no code a sample controls (nothing it does after
-    the sample started can fail or start a garbage collection). The sample's thread is C
-    below the harness function that runs the sample and returns its verdict, so even a frame
-    of that thread leads to nothing that can report. The audit hook (which cannot be removed)
-    refuses sys._getframe (for everyone: trusting some callers proved forgeable),
-    tb/gi/cr/ag_frame, settrace/setprofile, gc.get_objects/referrers/referents, replacing
-    the __code__ of the test's or the harness's functions, subinterpreters (which run without
-    the hook) and loading ctypes or cffi, and the worker never loads ctypes itself. The
-    harness loads the test and binds what it calls (exec, eval, type, the shared memory's
-    seek and write, ...) before the sample's code runs, so replacing builtins or module
-    attributes cannot swap the test's `check`, and the failure text is taken from the sample's
-    exception only when its str is exactly a str. Exits of any kind, atexit,
-    SystemExit/KeyboardInterrupt, printing, and writing to any fd therefore yield "failed".
+    shares with it, written by the harness after the test's own `check` returned:
+      - the memory is an anonymous shared mapping made before the fork: no file descriptor a
+        sample could close, fill or replace, no handle it can reach;
+      - the 128-bit nonce lives only in the frames of the harness's main thread; the sample
+        runs in a second thread. Only the main thread runs Python signal handlers (which are
+        handed the frame they interrupt) and may install them; it has none, and it runs no
+        code a sample controls (nothing it does after the sample started can fail or start a
+        garbage collection);
+      - the sample's thread is C below the harness function that runs the sample, so even a
+        frame of that thread leads to nothing that can report;
+      - the audit hook (which cannot be removed) refuses sys._getframe (for every caller),
+        tb/gi/cr/ag_frame, settrace/setprofile, gc.get_objects/referrers/referents,
+        replacing the __code__ of the test's or the sandbox's functions, subinterpreters
+        (which run without the hook) and loading ctypes or cffi; the worker never loads
+        ctypes itself;
+      - the harness loads the test and binds what it calls (exec, eval, type, the shared
+        memory's seek and write, ...) before the sample's code runs, so replacing builtins or
+        module attributes cannot swap the test's `check`; the failure text is taken from the
+        sample's exception only when its str is exactly a str.
+    Exits of any kind, atexit, SystemExit/KeyboardInterrupt, printing and writing to any fd
+    therefore yield "failed". How each of these was found: tests/sandbox/test_attacks.py.
 
 Not covered:
   * Gaming the test itself (returning an object whose __eq__ is always true, shadowing a
@@ -74,6 +77,7 @@ Not covered:
     on 3.13+ the pool warns.
   * Kernel bugs, CPU side channels, and denial of service to the machine beyond the limits
     above (e.g. memory bandwidth). Use a VM or gVisor for that, as Codex did.
+
 Fallbacks (said out loud by a warning, and visible in `sandbox`): without namespaces there is
 no private mount view, network or PID namespace; the floor is rlimits, the sample's own uid
 (root only), Landlock, seccomp, no_new_privs and the audit hook. Without any of those (not

@@ -6,6 +6,14 @@ everything it can reach, or fork without bound, fails a test instead of harming 
 Every attack is bounded (counts, sizes, time) and aims only at files the runner made. The
 same attacks run as root with full isolation, as root with isolation="minimal" (the fallback
 floor), and as uid 65534 (the unprivileged, user-namespace path).
+
+The forgery attacks (`forge_*`) are what five rounds of adversarial review of the executor
+found: 15 ways to report "passed" without passing (a replaced `builtins.compile`, a signal
+handler's frame, a subinterpreter, an exception whose `str` hijacks the failure text,
+`sys._getframe` leaked through callers the audit hook trusted, frames from `gc.garbage`, a pipe
+`dup2`ed over the result fd, a gc callback run in the harness's thread, ...); a sixth round
+found none. The comment above each says how it worked and what now stops it. The threat model
+they pin is `codex_jax/sandbox/__init__.py`.
 """
 
 import json
