@@ -10,6 +10,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["codex_jax", "codex_jax.*"]),
+    package_data={"codex_jax.tasks": ["data/mbpp/*"]},  # MBPP (CC BY 4.0) and its attribution
     install_requires=[
         "absl-py>=2.1",
         "flax>=0.10",

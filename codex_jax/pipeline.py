@@ -8,7 +8,8 @@ resumes when it is partial (training from its latest checkpoint, sampling after 
 finished chunk of problems, execution after its last finished sample); it never builds what it
 needs itself: `run` runs the stages asked for together with everything they need, in table
 order, so a killed pipeline rerun loses at most the work since then. Both models are sampled and
-executed, the pretrained and the fine-tuned one: their pass@k side by side is Codex-S's ablation.
+executed on every task of `config.eval.tasks`, the pretrained and the fine-tuned one: their
+pass@k side by side is Codex-S's ablation.
 `W/timings.json` sums the seconds each stage spent over all runs.
 """
 
@@ -23,7 +24,7 @@ import ml_collections
 from absl import logging
 
 from codex_jax import jsonl
-from codex_jax.workdir import MODELS, Workdir, results_path
+from codex_jax.workdir import MODELS, Workdir, require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,19 +51,29 @@ def _call(module: str, function: str) -> Callable[[ml_collections.ConfigDict, st
 
 def _sample(config: ml_collections.ConfigDict, workdir: str) -> None:
     from codex_jax.sampling import samples
+    from codex_jax.tasks import registry
 
     paths = Workdir(workdir)
-    for model in MODELS:
-        samples.ensure_samples(
-            config, workdir, checkpoint_dir=paths.checkpoint(model), path=paths.samples(model)
-        )
+    for task in registry.configured(config):
+        samples.write_problems(config, workdir, task.name)
+        for model in MODELS:
+            samples.ensure_samples(
+                config,
+                workdir,
+                task=task.name,
+                checkpoint_dir=paths.checkpoint(model),
+                path=paths.samples(model, task.name),
+            )
 
 
 def _execute(config: ml_collections.ConfigDict, workdir: str) -> None:
     from codex_jax.evaluation import correctness
 
-    for model in MODELS:
-        correctness.evaluate_with_config(config, Workdir(workdir).samples(model))
+    paths = Workdir(workdir)
+    for task in config.eval.tasks:
+        problem_file = require(paths.problems(task), "sample")
+        for model in MODELS:
+            correctness.evaluate_with_config(config, paths.samples(model, task), problem_file)
 
 
 def _report(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -121,13 +132,11 @@ STAGES = (
         lambda w: (w.checkpoint("finetune"), w.training_log("finetune")),
         _call("training.finetune", "ensure_finetuned"),
     ),
-    Stage(
-        "sample", ("pretrain", "finetune"), lambda w: tuple(w.samples(m) for m in MODELS), _sample
-    ),
+    Stage("sample", ("pretrain", "finetune"), lambda w: (w.sample_root,), _sample),
     Stage(
         "execute",
         ("sample",),
-        lambda w: tuple(results_path(w.samples(m)) for m in MODELS),
+        lambda w: (w.sample_root,),  # each samples file's _results.jsonl and _metrics.json
         _execute,
     ),
     Stage("report", ("execute", "functions"), lambda w: (w.metrics, w.report, w.plots), _report),
@@ -194,6 +203,10 @@ def run(
                 timings = jsonl.read_json(paths.timings, default={})
                 timings[name] = round(timings.get(name, 0.0) + seconds, 1)
                 jsonl.write_json_atomically(paths.timings, timings)
+        if main and name == "report":  # its time table, now with the report stage's own time
+            from codex_jax import report
+
+            report.write_report(paths.root, plots=False)
         if main:
             logging.info("pipeline: %s done in %.1f s", name, seconds)
     return paths.report

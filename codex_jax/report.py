@@ -19,7 +19,8 @@ from codex_jax.workdir import MODELS, Workdir, results_path, samples_meta_path
 
 
 def results_summary(results_path: str, k: tuple[int, ...]) -> dict[str, Any]:
-    """pass@k, pass@1 when picking each problem's sample of highest mean log-prob, and counts.
+    """pass@k with its 95% interval, pass@1 when picking each problem's sample of highest mean
+    log-prob, and counts.
 
     Codex (section 3.4, figure 7) ranks samples by mean token log-prob when only one may be
     submitted; "random" is the unbiased pass@1, the expected result of picking a sample at random.
@@ -36,6 +37,7 @@ def results_summary(results_path: str, k: tuple[int, ...]) -> dict[str, Any]:
     ]
     return {
         "pass_at_k": pass_at_k_lib.pass_at_k(counts, k),
+        "ci95": pass_at_k_lib.pass_at_k_interval(counts, k),
         "pass@1_ranked_by_mean_log_prob": float(np.mean(ranked)),
         "pass@1_random": float(np.mean(correct / n)),
         "problems": len(by_task),
@@ -55,26 +57,26 @@ def _read_curve(path: str) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot_training(workdir: str) -> list[str]:
-    """plots/training.png: loss and validation bits per byte of pretraining and fine-tuning."""
+    """plots/training.png: training loss of both runs, then each run's validation bits per byte on
+    its own axis (pretraining: held-out files; fine-tuning: held-out function bodies)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    curves = {name: _read_curve(Workdir(workdir).training_log(name)) for name in MODELS}
     for name in MODELS:
-        curves = _read_curve(Workdir(workdir).training_log(name))
-        for axis, key in zip(axes, ("loss", "val_bits_per_byte")):
-            if curves.get(key):
-                steps, values = zip(*curves[key])
-                axis.plot(steps, values, marker="." if key.startswith("val") else None, label=name)
+        if curves[name].get("loss"):
+            axes[0].plot(*zip(*curves[name]["loss"]), label=name)
+    for axis, name, what in zip(axes[1:], MODELS, ("held-out files", "held-out function bodies")):
+        if curves[name].get("val_bits_per_byte"):
+            axis.plot(*zip(*curves[name]["val_bits_per_byte"]), marker=".", label=name)
+        axis.set(title=f"{name}: validation bits per byte\n({what})", xlabel="step")
     axes[0].set(title="training loss (nats per scored token)", xlabel="step", yscale="log")
-    axes[1].set(
-        title="validation bits per byte (pretrain: held-out files;\nfinetune: held-out function bodies)",
-        xlabel="step",
-    )
     for axis in axes:
-        axis.legend()
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
         axis.grid(alpha=0.3)
     fig.tight_layout()
     path = os.path.join(Workdir(workdir).plots, "training.png")
@@ -83,31 +85,31 @@ def plot_training(workdir: str) -> list[str]:
     return [path]
 
 
-def plot_passes(workdir: str, metrics: dict[str, Any]) -> list[str]:
-    """plots/pass_counts.png: how many samples of each problem passed, per model."""
+def plot_passes(workdir: str, task: str, evaluations: dict[str, Any]) -> str | None:
+    """plots/pass_counts_{task}.png: passing samples of each problem some sample solved, per
+    model; None (no file) when nothing passed, which the report says in words instead."""
+    solved = _solved(evaluations)
+    if not solved:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axis = plt.subplots(figsize=(11, 3.5))
-    for name in MODELS:
-        counts = metrics.get("evaluation", {}).get(name, {}).get("passed_per_problem")
-        if counts:
-            axis.bar(
-                np.arange(len(counts)), list(counts.values()), alpha=0.6, label=name, width=1.0
-            )
-    axis.set(
-        title="passing samples per HumanEval problem",
-        xlabel="problem index",
-        ylabel="samples passed",
-    )
+    fig, axis = plt.subplots(figsize=(min(14, 3 + 0.25 * len(solved)), 3.5))
+    width = 0.8 / max(len(evaluations), 1)
+    for offset, (name, e) in enumerate(evaluations.items()):
+        counts = [e["passed_per_problem"].get(t, 0) for t in solved]
+        axis.bar(np.arange(len(solved)) + offset * width, counts, width=width, label=name)
+    axis.set_xticks(np.arange(len(solved)) + width * (len(evaluations) - 1) / 2)
+    axis.set_xticklabels(solved, rotation=90, fontsize=6)
+    axis.set(title=f"passing samples per solved problem ({task})", ylabel="samples passed")
     axis.legend()
     fig.tight_layout()
-    path = os.path.join(Workdir(workdir).plots, "pass_counts.png")
+    path = os.path.join(Workdir(workdir).plots, f"pass_counts_{task}.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [path]
+    return path
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -119,13 +121,12 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _examples(workdir: str, problem_file: str | None, limit: int = 3) -> str:
+def _examples(workdir: str, task: str, limit: int = 2) -> str:
     """A few completions of the fine-tuned model with their prompts: passing ones when there are,
     else each problem's most likely sample (by mean log-prob) and why it failed."""
-    from codex_jax.evaluation import problems
-
-    path = results_path(Workdir(workdir).samples(MODELS[-1]))
-    if not os.path.exists(path):
+    paths = Workdir(workdir)
+    path = results_path(paths.samples(MODELS[-1], task))
+    if not os.path.exists(path) or not os.path.exists(paths.problems(task)):
         return "No samples."
 
     def rank(row: dict[str, Any]) -> tuple[bool, float]:
@@ -137,10 +138,10 @@ def _examples(workdir: str, problem_file: str | None, limit: int = 3) -> str:
         best[row["task_id"]] = row if kept is None else max(kept, row, key=rank)
     passed = [row for row in best.values() if row["passed"]]
     shown = (passed or list(best.values()))[:limit]
-    tasks = problems.read_problems(problem_file)
+    prompts = {p["task_id"]: p["prompt"] for p in jsonl.read_jsonl(paths.problems(task))}
     return "\n\n".join(
         f"**{row['task_id']}** ({MODELS[-1]} model, {row['result'][:80]}, mean log-prob "
-        f"{row.get('mean_log_prob', float('nan')):.2f}):\n\n```python\n{tasks[row['task_id']]['prompt']}"
+        f"{row.get('mean_log_prob', float('nan')):.2f}):\n\n```python\n{prompts[row['task_id']]}"
         f"{row['completion']}\n```"
         for row in shown
     )
@@ -165,63 +166,119 @@ def _data_lines(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _passed_problems(evaluations: dict[str, Any]) -> str:
+def _solved(evaluations: dict[str, Any]) -> list[str]:
+    """Problems some sample of some model passed, in the set's order."""
+    solved = {
+        task for e in evaluations.values() for task, c in e["passed_per_problem"].items() if c
+    }
+    order = next(iter(evaluations.values()), {}).get("passed_per_problem", {})
+    return [task for task in order if task in solved]
+
+
+def _passed_problems(evaluations: dict[str, Any], limit: int = 20) -> str:
     """Problems at least one model solved at least once, with each model's passing samples."""
-    counts = {name: e.get("passed_per_problem", {}) for name, e in evaluations.items()}
-    solved = sorted(
-        {task for per_problem in counts.values() for task, c in per_problem.items() if c},
-        key=lambda task: [int(part) if part.isdigit() else part for part in task.split("/")],
-    )
+    solved = _solved(evaluations)
     if not solved:
-        return "No problem was solved by any sample."
+        return "No sample of either model passed any problem."
     samples = {name: e["samples"] // max(e["problems"], 1) for name, e in evaluations.items()}
-    return _table(
-        ["problem", *[f"{name} (of {samples[name]})" for name in counts]],
-        [[task, *[per_problem.get(task, 0) for per_problem in counts.values()]] for task in solved],
+    table = _table(
+        ["problem", *[f"{name} (of {samples[name]})" for name in evaluations]],
+        [[t, *[e["passed_per_problem"].get(t, 0) for e in evaluations.values()]] for t in solved][
+            :limit
+        ],
+    )
+    more = f"\n\n(and {len(solved) - limit} more)" if len(solved) > limit else ""
+    return f"{len(solved)} problems solved by some sample.\n\n{table}{more}"
+
+
+def _sampling_line(sampling: dict[str, Any]) -> str:
+    """Per model: settings, samples/s, mean tokens per sample and tokens/s. Rates of models that
+    write completions of different lengths differ for that reason (a short completion still
+    costs a prefill and a batch's slowest row), so samples/s and length are shown together."""
+    return "Sampling: " + "; ".join(
+        f"{name} T={s.get('temperature')}, top_p={s.get('top_p')}, n={s.get('n')}: "
+        f"{s['samples'] / s['seconds']:,.1f} samples/s, "
+        f"{s['tokens'] / max(s['samples'], 1):.0f} tokens per sample, "
+        f"{s['tokens'] / s['seconds']:,.0f} tokens/s"
+        if s.get("seconds")
+        else f"{name}: no timing (sampled in an earlier run)"
+        for name, s in sampling.items()
     )
 
 
-def write_report(workdir: str) -> str:
-    """Renders W/report.md and W/plots/*.png from W/metrics.json; returns the report's path."""
-    paths = Workdir(workdir)
-    workdir = paths.root
-    metrics = jsonl.read_json(paths.metrics)
-    os.makedirs(paths.plots, exist_ok=True)
-    plot_training(workdir)
-    plot_passes(workdir, metrics)
-    evaluations = metrics.get("evaluation", {})
-    k_names = sorted(
-        {key for e in evaluations.values() for key in e.get("pass_at_k", {})},
-        key=lambda key: int(key.split("@")[1]),
-    )
-    timings = metrics.get("timings", {})
-    sampling = metrics.get("sampling", {})
-    sections = [
-        "# codex_jax report",
-        f"Workdir `{workdir}`. Problems: {metrics.get('problem_file') or 'HumanEval'}.",
-        "## Pass@k: pretrained vs fine-tuned (Codex-S)",
+def _task_section(workdir: str, name: str, t: dict[str, Any], k_names: list[str]) -> list[str]:
+    evaluations = t["evaluation"]
+    plot = plot_passes(workdir, name, evaluations)
+    return [
+        f"## {t['title']}",
+        f"{t['problems']} problems; prompts and stops: {t['convention']}. "
+        "Intervals: 95% bootstrap over problems.",
         _table(
             ["model", *k_names, "pass@1 ranked by mean log-prob", "pass@1 random", "samples"],
             [
                 [
-                    name,
-                    *[e["pass_at_k"].get(key, "") for key in k_names],
+                    model,
+                    *[_with_interval(e, key) for key in k_names],
                     e["pass@1_ranked_by_mean_log_prob"],
                     e["pass@1_random"],
                     e["samples"],
                 ]
-                for name, e in evaluations.items()
+                for model, e in evaluations.items()
             ],
         ),
-        "Sampling: "
-        + "; ".join(
-            f"{name} T={s.get('temperature')}, top_p={s.get('top_p')}, n={s.get('n')}, "
-            f"{s.get('tokens_per_s') or 0:,.0f} tokens/s"
-            for name, s in sampling.items()
-        ),
-        "### Problems solved",
+        _sampling_line(t["sampling"]),
         _passed_problems(evaluations),
-        "![passes per problem](plots/pass_counts.png)",
+        *([f"![passes per problem](plots/{os.path.basename(plot)})"] if plot else []),
+        *([t["extra"]] if t.get("extra") else []),
+        "Example completions:",
+        _examples(workdir, name),
+    ]
+
+
+def _with_interval(evaluation: dict[str, Any], key: str) -> str:
+    if key not in evaluation["pass_at_k"]:
+        return ""
+    return pass_at_k_lib.format_with_interval(
+        evaluation["pass_at_k"][key], evaluation.get("ci95", {}).get(key)
+    )
+
+
+def write_report(workdir: str, plots: bool = True) -> str:
+    """Renders W/report.md (and, with `plots`, W/plots/*.png) from W/metrics.json and
+    W/timings.json; returns the report's path."""
+    paths = Workdir(workdir)
+    workdir = paths.root
+    metrics = jsonl.read_json(paths.metrics)
+    os.makedirs(paths.plots, exist_ok=True)
+    if plots:
+        plot_training(workdir)
+    tasks = metrics.get("tasks", {})
+    k_names = sorted(
+        {
+            key
+            for t in tasks.values()
+            for e in t["evaluation"].values()
+            for key in e.get("pass_at_k", {})
+        },
+        key=lambda key: int(key.split("@")[1]),
+    )
+    timings = jsonl.read_json(paths.timings, default={})
+    sections = [
+        "# codex_jax report",
+        f"Workdir `{workdir}`.",
+        "## pass@k: pretrained vs fine-tuned (Codex-S), per task",
+        _table(
+            ["task", "model", *k_names],
+            [
+                [t["title"], model, *[_with_interval(e, key) for key in k_names]]
+                for t in tasks.values()
+                for model, e in t["evaluation"].items()
+            ],
+        ),
+    ]
+    for name, t in tasks.items():
+        sections += _task_section(workdir, name, t, k_names)
+    sections += [
         "## Held-out loss on function bodies",
         "The validation (prompt, completion) pairs, completion tokens scored:",
         _table(
@@ -250,31 +307,17 @@ def write_report(workdir: str) -> str:
         "## Data",
         _data_lines(metrics.get("data", {})),
         "## Time per stage",
+        "Seconds each stage spent, summed over every run in this workdir:",
         _table(
             ["stage", "seconds"],
             [[name, f"{seconds:.1f}"] for name, seconds in timings.items()]
             + [["total", f"{sum(timings.values()):.1f}"]],
         ),
-        "## Example completions",
-        _examples(workdir, metrics.get("problem_file") or None),
-        *_chained_section(workdir),
         "## Config",
         "```json\n" + json.dumps(metrics.get("config", {}), indent=1) + "\n```",
     ]
     jsonl.write_text_atomically(paths.report, "\n\n".join(sections) + "\n")
     return paths.report
-
-
-def _chained_section(workdir: str) -> list[str]:
-    """The decomposition probe's table and plot, when scripts/chained.py has run in this workdir."""
-    from codex_jax.evaluation import chained
-
-    folder = Workdir(workdir).chained
-    path = os.path.join(folder, "results.json")
-    if not os.path.exists(path):
-        return []
-    image = f"{os.path.basename(folder)}/{chained.PLOT_FILENAME}"
-    return [chained.report_section(jsonl.read_json(path), image=image)]
 
 
 def _training_summary(metrics_path: str) -> dict[str, Any]:
@@ -290,20 +333,41 @@ def _training_summary(metrics_path: str) -> dict[str, Any]:
     }
 
 
+def _task_metrics(config: Any, workdir: str, name: str) -> dict[str, Any]:
+    from codex_jax.tasks import registry
+
+    task, paths = registry.get(name), Workdir(workdir)
+    problems = {p["task_id"]: p for p in jsonl.read_jsonl(paths.problems(name))}
+    results = {model: results_path(paths.samples(model, name)) for model in MODELS}
+    k = tuple(config.eval.k)
+    sampling = {}
+    for model in MODELS:
+        meta = jsonl.read_json(samples_meta_path(paths.samples(model, name)))
+        sampling[model] = {
+            key: meta.get(key)
+            for key in ("n", "temperature", "top_p", "samples", "tokens", "seconds")
+        }
+    return {
+        "title": task.title,
+        "convention": task.convention,
+        "problems": len(problems),
+        "evaluation": {model: results_summary(path, k) for model, path in results.items()},
+        "sampling": sampling,
+        "extra": task.report(problems, results, k, paths.plots) if task.report else "",
+    }
+
+
 def collect_metrics(config: Any, workdir: str, body_loss: dict[str, Any]) -> dict[str, Any]:
     """Every number of the report: `body_loss` ({model: finetune.body_loss}) and the stages' artifacts."""
     from codex_jax.data import corpus, token_files
 
     paths = Workdir(workdir)
+    os.makedirs(paths.plots, exist_ok=True)
     corpus_stats = corpus.read_stats(paths.corpus)
     data_meta = token_files.load_meta(paths.data)
     functions_stats = jsonl.read_json(os.path.join(paths.sft, "stats.json"))
     return {
-        "problem_file": config.eval.problem_file,
-        "evaluation": {
-            model: results_summary(results_path(paths.samples(model)), tuple(config.eval.k))
-            for model in MODELS
-        },
+        "tasks": {name: _task_metrics(config, workdir, name) for name in config.eval.tasks},
         "body_loss": body_loss,
         "training": {model: _training_summary(paths.training_log(model)) for model in MODELS},
         "data": {
@@ -321,14 +385,5 @@ def collect_metrics(config: Any, workdir: str, body_loss: dict[str, Any]) -> dic
             "tokens": {split: data_meta[split]["n_tokens"] for split in ("train", "val")},
             "functions": functions_stats["splits"],
         },
-        "sampling": {
-            model: {
-                key: value
-                for key, value in jsonl.read_json(samples_meta_path(paths.samples(model))).items()
-                if key in ("n", "temperature", "top_p", "samples", "tokens", "tokens_per_s")
-            }
-            for model in MODELS
-        },
-        "timings": jsonl.read_json(paths.timings, default={}),
         "config": config.to_dict(),
     }

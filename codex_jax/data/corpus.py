@@ -42,7 +42,7 @@ import tqdm
 
 from codex_jax import jsonl
 from codex_jax.data import dedup, filters, parallel_map, sources
-from codex_jax.evaluation import problems as problems_lib
+from codex_jax.tasks import registry
 from codex_jax.workdir import Workdir
 
 DROP_REASONS = (
@@ -163,7 +163,8 @@ def build_corpus(
         config: the full config; reads `config.corpus`.
         workdir: the run's folder.
         problems: evaluation problems to decontaminate against (HumanEval schema), as a list or
-            as read_problems' dict; None = those of `config.eval.problem_file` (empty: HumanEval).
+            as read_problems' dict; None = the configured tasks' (`config.eval.tasks`, those
+            whose `Task.decontaminate` is set: HumanEval or `config.eval.problem_file`, MBPP).
 
     Raises:
         ValueError: a source is not usable (see sources.open_source), or a dataset row lacks
@@ -176,7 +177,7 @@ def build_corpus(
         sources.open_source(name) for name in source_names
     ]  # a bad source fails here, before work
     if problems is None:
-        problems = problems_lib.read_problems(config.eval.problem_file or None)
+        problems = registry.decontamination_problems(config)
     problems = list(problems.values() if isinstance(problems, Mapping) else problems)
     settings = filters.filter_settings(corpus_config, problems)
     n_workers = corpus_config.n_workers or parallel_map.available_cores()

@@ -245,15 +245,15 @@ def build_functions(
     Writes W/sft/{train,val}.jsonl and, last, W/sft/stats.json; returns the stats.
     """
     from codex_jax.data import dedup, parallel_map
-    from codex_jax.evaluation import problems as problems_lib
+    from codex_jax.tasks import registry
 
     start = time.perf_counter()
     paths = Workdir(workdir)
     corpus_dir = require(os.path.join(paths.corpus, "stats.json"), "corpus") and paths.corpus
     settings = config.functions
     limits = Limits(settings.min_docstring_chars, settings.max_body_lines, settings.max_chars)
-    evaluation = problems_lib.read_problems(config.eval.problem_file or None)
-    index = dedup.ProblemIndex(evaluation.values(), config.corpus.decontam_ngram)
+    evaluation = registry.decontamination_problems(config)
+    index = dedup.ProblemIndex(evaluation, config.corpus.decontam_ngram)
     out_dir = paths.sft
     os.makedirs(out_dir, exist_ok=True)
     seen: set[bytes] = set()

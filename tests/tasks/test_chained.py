@@ -1,12 +1,14 @@
 """The chained-operations probe: each block against hand-worked outputs, reference solutions
-against their own tests (in process and in the sandbox), determinism, and the report."""
+against their own tests (in process and in the sandbox), determinism, the split between
+fine-tuning chains and evaluated chains, and the report."""
 
 import json
 
 import pytest
 
-from codex_jax.evaluation import chained, correctness
+from codex_jax.evaluation import correctness
 from codex_jax.evaluation import problems as problems_lib
+from codex_jax.tasks import chained, chained_report
 
 # (input, expected) worked out by hand from each block's docstring clause.
 HAND_WORKED = {
@@ -117,7 +119,8 @@ def test_reference_solutions_pass_in_the_sandbox(tmp_path):
     assert metrics == {"pass@1": 0.5}
     rows = [json.loads(line) for line in open(sample_file + "_results.jsonl", encoding="utf-8")]
     assert [row["passed"] for row in rows] == [True, False] * len(problems)
-    assert chained.pass_by_length(sample_file + "_results.jsonl", problems, k=(1, 2)) == [
+    rows = chained_report.pass_by_length(sample_file + "_results.jsonl", problems, k=(1, 2))
+    assert [{k: v for k, v in row.items() if k != "ci95"} for row in rows] == [
         {"chain_length": length, "problems": 2, "samples": 4, "pass@1": 0.5, "pass@2": 1.0}
         for length in (1, 3, 10)
     ]
@@ -134,30 +137,69 @@ def test_pass_by_length_from_hand_made_results(tmp_path):
             for passed in row
         )
     )
-    assert chained.pass_by_length(path, problems, k=(1, 2, 3)) == [
+    rows = chained_report.pass_by_length(path, problems, k=(1, 2, 3))
+    assert [{k: v for k, v in row.items() if k != "ci95"} for row in rows] == [
         {"chain_length": 2, "problems": 2, "samples": 4, "pass@1": 0.75, "pass@2": 1.0},
         {"chain_length": 5, "problems": 1, "samples": 2, "pass@1": 0.0, "pass@2": 0.0},
     ]
+    # Two problems of length 2 with per-problem pass@1 0.5 and 1.0: every resample's mean is
+    # one of 0.5, 0.75, 1.0, so the interval's ends are among them.
+    low, high = rows[0]["ci95"]["pass@1"]
+    assert {low, high} <= {0.5, 0.75, 1.0} and low < high
+    assert rows[1]["ci95"]["pass@1"] == [0.0, 0.0]
 
 
 def test_report_table_decay_and_plot_from_hand_made_rates(tmp_path):
-    results = [
-        {"chain_length": 1, "problems": 4, "samples": 40, "pass@1": 0.5, "pass@10": 0.9},
-        {"chain_length": 2, "problems": 4, "samples": 40, "pass@1": 0.25, "pass@10": 0.6},
-        {"chain_length": 3, "problems": 4, "samples": 40, "pass@1": 0.125},
-        {"chain_length": 8, "problems": 4, "samples": 40, "pass@1": 0.0, "pass@10": 0.0},
+    interval = {"pass@1": [0.1, 0.2]}
+    rows = [
+        {"chain_length": 1, "problems": 4, "samples": 40, "pass@1": 0.9, "ci95": interval},
+        {
+            "chain_length": 2,
+            "problems": 4,
+            "samples": 40,
+            "pass@1": 0.5,
+            "pass@10": 0.6,
+            "ci95": interval,
+        },
+        {"chain_length": 3, "problems": 4, "samples": 40, "pass@1": 0.25, "ci95": interval},
+        {"chain_length": 4, "problems": 4, "samples": 40, "pass@1": 0.125, "ci95": interval},
+        {
+            "chain_length": 8,
+            "problems": 4,
+            "samples": 40,
+            "pass@1": 0.0,
+            "pass@10": 0.0,
+            "ci95": interval,
+        },
     ]
-    section = chained.report_section(results, image="chained/pass_by_length.png")
-    assert "| chain length | problems | samples | pass@1 | pass@10 |" in section
-    assert "| 2 | 4 | 40 | 0.2500 | 0.6000 |" in section
-    assert "| 3 | 4 | 40 | 0.1250 |  |" in section
-    assert "| 8 | 4 | 40 | 0.0000 | 0.0000 |" in section
-    assert chained.decay_per_block(results) == pytest.approx(2.0)  # zeros left out of the fit
-    assert "factor of 2.00 per added block" in section
-    assert "![pass rate against chain length](chained/pass_by_length.png)" in section
-    assert chained.decay_per_block(results[:1]) is None
-    assert "no decay rate" in chained.report_section(results[:1])
+    lines = chained_report.length_table(rows)
+    assert "| chain length | problems | samples | pass@1 | pass@10 |" in lines
+    assert "| 1 (fine-tuning data) | 4 | 40 | 0.9000 [0.1000, 0.2000] |  |" in lines
+    assert "| 2 | 4 | 40 | 0.5000 [0.1000, 0.2000] | 0.6000 |" in lines
+    assert "| 8 | 4 | 40 | 0.0000 [0.1000, 0.2000] | 0.0000 |" in lines
+    # Fitted over 2+ blocks only (length 1 is seen in training); zeros left out.
+    assert chained_report.decay_per_block(rows[1:]) == pytest.approx(2.0)
+    assert any("factor of 2.00 per added block" in line for line in lines)
+    assert chained_report.decay_per_block(rows[1:2]) is None
+    assert any("no decay to fit" in line for line in chained_report.length_table(rows[:2]))
 
-    path = chained.plot_pass_by_length(results, tmp_path / "plot.png")
+    path = chained_report.plot_pass_by_length({"finetune": rows}, str(tmp_path / "plot.png"))
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fine_tuning_chains_and_evaluated_chains_are_apart():
+    train, held_out = chained.two_block_split(seed=3, train_share=0.5)
+    assert not set(train) & set(held_out) and len(train) + len(held_out) > 100
+    assert abs(len(train) - len(held_out)) <= 1
+    seen = set(chained.training_chains(seed=3, train_share=0.5))
+    assert {(block.name,) for block in chained.BLOCKS} <= seen
+    problems = chained.make_problems([2, 3, 5], per_length=15, seed=3, train_share=0.5)
+    for problem in problems:
+        assert tuple(problem["blocks"]) not in seen
+        if problem["chain_length"] == 2:
+            assert tuple(problem["blocks"]) in held_out
+    pairs = chained.training_problems(len(seen) + 5, seed=3, train_share=0.5)
+    assert {tuple(p["blocks"]) for p in pairs} == seen  # every training chain, in turn
+    for pair in pairs[:20]:
+        run_check(pair, pair["canonical_solution"])  # their completions are correct
