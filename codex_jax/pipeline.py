@@ -188,6 +188,10 @@ def run(
     main = distributed.is_main_process()
     os.makedirs(paths.root, exist_ok=True)
     order = with_needs(stages)
+    if "sample" in order:  # a misspelled task fails now, not after training
+        from codex_jax.tasks import registry
+
+        registry.configured(config)
     for index, name in enumerate(order, start=1):
         stage = BY_NAME[name]
         if main:

@@ -168,3 +168,17 @@ def test_changed_settings_start_sampling_over(sampling_setup, monkeypatch):
 def test_samples_path_must_be_jsonl():
     with pytest.raises(ValueError, match="ending in .jsonl"):
         workdir.samples_meta_path("samples.json")
+
+
+def test_an_unknown_task_fails_before_any_stage_runs(tmp_path, monkeypatch):
+    built = []
+    table = {
+        s.name: pipeline.Stage(s.name, s.needs, s.writes, lambda c, w: built.append(1))
+        for s in pipeline.STAGES
+    }
+    monkeypatch.setattr(pipeline, "BY_NAME", table)
+    config = tiny.get_config()
+    config.eval.tasks = ("humaneval", "mbbp")
+    with pytest.raises(ValueError, match="config.eval.tasks: unknown task 'mbbp'"):
+        pipeline.run(config, tmp_path, ["sample"])
+    assert built == []
