@@ -211,7 +211,6 @@ def evaluate_with_config(
     if distributed.is_main_process():
         counts = count_by_problem(jsonl.read_jsonl(results_path(sample_file)))
         metrics["ci95"] = pass_at_k_interval(counts, tuple(config.eval.k))
-    if distributed.is_main_process():
         jsonl.write_json_atomically(pass_at_k_path(sample_file), metrics)
     distributed.barrier("evaluation: metrics written")
     return metrics
