@@ -29,7 +29,6 @@ never on the other lengths or the number of problems asked for.
 
 import dataclasses
 import functools
-import os
 import random
 import textwrap
 from collections.abc import Sequence
@@ -37,7 +36,6 @@ from typing import Any
 
 import ml_collections
 
-from codex_jax import jsonl
 from codex_jax.tasks import chained_report
 from codex_jax.tasks.base import Problems, Task
 from codex_jax.tasks.humaneval import CODEX_STOPS
@@ -255,16 +253,6 @@ def training_problems(n: int, seed: int = 0, train_share: float = 0.5) -> list[d
         inputs = _inputs(random.Random(f"chained-train:{seed}:{index}"))
         problems.append(_problem(f"ChainedTrain/{index}", blocks, inputs))
     return problems
-
-
-def write_problems(
-    path: str | os.PathLike, chain_lengths: Sequence[int], per_length: int, seed: int = 0
-) -> str:
-    """Writes `make_problems(...)` as a JSONL(.gz) problem file that `problems.read_problems` and
-    `evaluation.evaluate_functional_correctness(..., problem_file=path)` read; returns the path."""
-    path = os.fspath(path)
-    jsonl.write_jsonl(path, make_problems(chain_lengths, per_length, seed))
-    return path
 
 
 def load(config: ml_collections.ConfigDict) -> Problems:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from codex_jax import jsonl
 from codex_jax.evaluation import correctness
 from codex_jax.evaluation import problems as problems_lib
 from codex_jax.tasks import chained, chained_report
@@ -96,9 +97,8 @@ def test_chain_length_out_of_range_is_an_error(chain_length):
 
 
 def test_reference_solutions_pass_in_the_sandbox(tmp_path):
-    problem_file = chained.write_problems(
-        tmp_path / "problems.jsonl", [1, 3, 10], per_length=2, seed=5
-    )
+    problem_file = str(tmp_path / "problems.jsonl")
+    jsonl.write_jsonl(problem_file, chained.make_problems([1, 3, 10], per_length=2, seed=5))
     problems = problems_lib.read_problems(problem_file)  # the format every evaluation tool reads
     samples = []
     for task_id, problem in problems.items():
