@@ -25,6 +25,11 @@ really asks for k operations (a chain that removes vowels and then the letter e 
 Chains are drawn independently, so short lengths repeat chains (there are only 13 of length 1),
 each time with other random test inputs. Problem (k, index) depends only on (seed, k, index),
 never on the other lengths or the number of problems asked for.
+
+Learning the blocks: `training_problems` gives fine-tuning pairs (`config.finetune.
+synthetic_pairs`) of every single block and of the training share of the 2-block chains
+(`two_block_split`); the task (`TASK`, `config.tasks.chained`) then evaluates 2-block chains
+only from the held-out pairs and longer ones checked against `training_chains`.
 """
 
 import dataclasses
