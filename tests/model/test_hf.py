@@ -233,7 +233,11 @@ def test_samples_of_an_imported_model_equal_transformers_generate(tmp_path):
     path = samples.ensure_samples(config, tmp_path, hf_checkpoint=str(tmp_path / "hf"))
     [completion] = jsonl.read_jsonl(path)
     _, _, tokenizer = hf.load(tmp_path / "hf")
-    ids = [EOD] + tokenizer.encode(prompt)  # the sampler starts every prompt with end-of-document
+    # The prompt as transformers' own tokenizer encodes it (no end-of-document put first).
+    ids = transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(tmp_path / "hf" / "tokenizer.json")
+    )(prompt).input_ids
+    assert ids == tokenizer.encode_prompt(prompt) and ids[0] != EOD
     with torch.no_grad():
         out = hf_model.generate(
             torch.tensor([ids]),

@@ -270,6 +270,9 @@ class ByteTokenizer:
     def encode(self, text):
         return [3 + b for b in text.encode("utf-8")]
 
+    def encode_prompt(self, text):
+        return [self.eod_id] + self.encode(text)
+
     def decode_bytes(self, ids):
         return bytes(i - 3 for i in ids if i >= 3)
 
