@@ -228,7 +228,7 @@ def test_samples_of_an_imported_model_equal_transformers_generate(tmp_path):
         ],
     )
     config = tiny.get_config()
-    config.sample.update(n=1, temperature=0.0, max_new_tokens=12, stop=(), batch_size=2)
+    config.sample.update(n=1, temperature=0.0, max_new_tokens=12, batch_size=2)
     config.eval.problem_file = str(tmp_path / "problems.jsonl")
     path = samples.ensure_samples(config, tmp_path, hf_checkpoint=str(tmp_path / "hf"))
     [completion] = jsonl.read_jsonl(path)
