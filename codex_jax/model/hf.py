@@ -1,11 +1,14 @@
-"""Hugging Face checkpoints in and out: GPT-2, GPT-NeoX and GPTBigCode as `codex_jax.model.GPT`.
+"""Hugging Face checkpoints in and out as `codex_jax.model.GPT`: GPT-2, GPT-NeoX, GPTBigCode
+here, Llama, Mistral, Qwen2 and StarCoder2 in `codex_jax.model.hf_llama`, GGUF files in
+`codex_jax.model.gguf_file`.
 
-    gpt_config, params, tokenizer = hf.load("DIR")   # a save_pretrained folder
-    hf.save_gpt2(gpt_config, params, "OUT")          # learned-position models -> GPT-2 format
+    gpt_config, params, tokenizer = hf.load("DIR")   # a save_pretrained folder, or a .gguf file
+    hf.save(gpt_config, params, "OUT", tokenizer)    # -> a save_pretrained folder
 
 `load` reads `config.json`, the weights (`model.safetensors` or `pytorch_model.bin`, sharded
-or not, any float dtype, converted to float32) and `tokenizer.json` (the `tokenizers` library);
-no `transformers` is needed. The families map onto the model's options:
+or not, any float dtype, converted to float32) and `tokenizer.json` (the `tokenizers` library)
+with `tokenizer_config.json`'s chat template; no `transformers` is needed. The GPT families map
+onto the model's options:
 
     family       positions            attention            block                  GELU
     gpt2         learned              H key/value heads    sequential             tanh (gelu_new)
@@ -27,10 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from codex_jax.model import hf_tokenizer
+from codex_jax.model import hf_llama, hf_tokenizer
 from codex_jax.model import transformer as model_lib
 
-FAMILIES = ("gpt2", "gpt_neox", "gpt_bigcode")
+GPT_FAMILIES = ("gpt2", "gpt_neox", "gpt_bigcode")
+FAMILIES = GPT_FAMILIES + hf_llama.FAMILIES
 GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
 GPT2_PREFIX = "transformer."
 
@@ -86,6 +90,8 @@ def config_from_hf(hf: dict[str, Any]) -> model_lib.GPTConfig:
         raise ValueError(
             f"config.json: model_type {family!r} is not supported; expected one of {FAMILIES}"
         )
+    if family in hf_llama.FAMILIES:
+        return hf_llama.config_from_hf(hf)
     activation = _get(hf, "activation_function", "hidden_act")
     _require(
         activation in GELU,
@@ -168,6 +174,8 @@ def params_from_hf(
     cfg: model_lib.GPTConfig, family: str, weights: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     """Our parameter tree (float32 numpy) from a checkpoint's tensors."""
+    if family in hf_llama.FAMILIES:
+        return hf_llama.params_from_hf(cfg, weights)
 
     def get(name: str) -> np.ndarray:
         # The original GPT-2 files lack the "transformer." prefix; transformers 5 names GPT-NeoX's
@@ -255,43 +263,43 @@ def _check_shapes(cfg: model_lib.GPTConfig, params: Any, source: str) -> None:
 
 
 def load(
-    directory: str | os.PathLike,
+    path: str | os.PathLike,
 ) -> tuple[model_lib.GPTConfig, dict[str, Any], hf_tokenizer.HFTokenizer]:
-    """(config, params as jax float32 arrays, tokenizer) of a save_pretrained folder."""
-    directory = os.fspath(directory)
-    hf = read_config(directory)
+    """(config, params as jax float32 arrays, tokenizer) of a save_pretrained folder or a .gguf
+    file (`codex_jax.model.gguf_file`)."""
+    path = os.fspath(path)
+    if path.endswith(".gguf"):
+        from codex_jax.model import gguf_file
+
+        hf, weights, tokenizer = gguf_file.read(path)
+    else:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{path}: not a save_pretrained folder or a .gguf file")
+        hf, weights, tokenizer = read_config(path), read_weights(path), None
     cfg = config_from_hf(hf)
-    params = params_from_hf(cfg, hf["model_type"], read_weights(directory))
-    _check_shapes(cfg, params, directory)
-    return (
-        cfg,
-        jax.tree.map(jnp.asarray, params),
-        hf_tokenizer.HFTokenizer.from_directory(directory, hf, cfg.vocab_size),
-    )
+    params = params_from_hf(cfg, hf["model_type"], weights)
+    _check_shapes(cfg, params, path)
+    if tokenizer is None:
+        tokenizer = hf_tokenizer.HFTokenizer.from_directory(path, hf, cfg.vocab_size)
+    return cfg, jax.tree.map(jnp.asarray, params), tokenizer
 
 
-def save_gpt2(
-    cfg: model_lib.GPTConfig,
-    params: Any,
-    directory: str | os.PathLike,
-    eos_token_id: int | None = None,
-) -> None:
-    """Writes a learned-position model as a GPT-2 save_pretrained folder (config.json and
-    model.safetensors; the tokenizer is not converted)."""
-    from safetensors.numpy import save_file
-
+def _gpt2_to_hf(cfg: model_lib.GPTConfig, p: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(config.json, tensors) of a learned-position model in GPT-2's layout."""
     unsupported = {
-        "positional": cfg.positional != "learned",
         "n_kv_heads": cfg.kv_heads != cfg.n_heads,
         "parallel_residual": cfg.parallel_residual,
         "gelu": cfg.gelu != "tanh",
+        "norm": cfg.norm != "layernorm",
+        "mlp": cfg.mlp != "gelu",
+        "qkv_bias/bias": not (cfg.qkv_bias and cfg.bias),
+        "sliding_window": cfg.sliding_window > 0,
     }
     if any(unsupported.values()):
         raise ValueError(
             f"GPT-2 has no equivalent of GPTConfig fields "
             f"{[name for name, bad in unsupported.items() if bad]}"
         )
-    p = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
     d = cfg.d_model
     tensors = {
         "wte.weight": p["wte"]["embedding"],
@@ -310,20 +318,11 @@ def save_gpt2(
             (block["mlp"]["fc"], "mlp.c_fc", d),
             (block["mlp"]["proj"], "mlp.c_proj", cfg.d_ff),
         ):
-            tensors[prefix + theirs + ".weight"] = ours["kernel"].reshape(
-                inputs, -1
-            )  # Conv1D [in, out]
+            tensors[prefix + theirs + ".weight"] = ours["kernel"].reshape(inputs, -1)  # Conv1D
             tensors[prefix + theirs + ".bias"] = ours["bias"].reshape(-1)
     tensors = {GPT2_PREFIX + name: tensor for name, tensor in tensors.items()}
     if not cfg.tie_embeddings:
         tensors["lm_head.weight"] = p["head"].T
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    save_file(
-        {name: np.ascontiguousarray(t) for name, t in tensors.items()},
-        os.path.join(directory, "model.safetensors"),
-        metadata={"format": "pt"},
-    )
     hf = {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -336,8 +335,46 @@ def save_gpt2(
         "activation_function": "gelu_new",
         "layer_norm_epsilon": cfg.layer_norm_epsilon,
         "tie_word_embeddings": cfg.tie_embeddings,
-        "bos_token_id": eos_token_id,
-        "eos_token_id": eos_token_id,
     }
+    return hf, tensors
+
+
+def save(
+    cfg: model_lib.GPTConfig,
+    params: Any,
+    directory: str | os.PathLike,
+    tokenizer: Any = None,
+    eos_token_id: int | None = None,
+) -> str:
+    """Writes the model as a save_pretrained folder transformers loads (config.json,
+    model.safetensors and, given an imported `tokenizer`, its tokenizer files); returns the
+    family: GPT-2 for learned positions, else the Llama family that expresses the config
+    (`hf_llama.family_of`).
+
+    Raises:
+        ValueError: no supported family expresses `cfg`; the message names the fields.
+    """
+    from safetensors.numpy import save_file
+
+    p = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+    if cfg.positional == "learned":
+        hf, tensors = _gpt2_to_hf(cfg, p)
+    else:
+        hf, tensors = hf_llama.to_hf(cfg, p)
+    if tokenizer is not None and eos_token_id is None:
+        eos_token_id = tokenizer.eod_id
+    hf.update(bos_token_id=eos_token_id, eos_token_id=eos_token_id, torch_dtype="float32")
+    if tokenizer is not None and getattr(tokenizer, "bos_id", None) is not None:
+        hf["bos_token_id"] = tokenizer.bos_id
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    save_file(
+        {name: np.ascontiguousarray(t) for name, t in tensors.items()},
+        os.path.join(directory, "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf, f, indent=2)
+    if isinstance(tokenizer, hf_tokenizer.HFTokenizer):
+        tokenizer.save(directory)
+    return hf["model_type"]

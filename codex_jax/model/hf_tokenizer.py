@@ -1,5 +1,6 @@
-"""A Hugging Face byte-level BPE `tokenizer.json` (GPT-2, GPT-NeoX, GPTBigCode) as the sampler's
-tokenizer, through the `tokenizers` library (imported only when one is made)."""
+"""A Hugging Face byte-level BPE tokenizer (GPT-2, GPT-NeoX, GPTBigCode, Llama 3, SmolLM, Qwen2,
+StarCoder2) as the sampler's tokenizer, through the `tokenizers` library (imported only when
+one is made), with the checkpoint's chat template (rendered by jinja2 as transformers does)."""
 
 import json
 import os
@@ -18,23 +19,32 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 class HFTokenizer:
-    """A byte-level BPE `tokenizer.json` as `codex_jax.sampling.completions.Tokenizer`.
+    """A byte-level BPE tokenizer as `codex_jax.sampling.completions.Tokenizer`.
 
     `vocab_size` is the model's (often padded past the tokenizer's); ids the tokenizer lacks
-    and special tokens (end of document included) decode to nothing.
+    and special tokens (end of document included) decode to nothing. `chat_template` is the
+    checkpoint's jinja template, or None.
     """
 
-    def __init__(self, path: str, vocab_size: int, eod_id: int, pad_id: int):
-        import tokenizers
-
-        self.tokenizer = tokenizers.Tokenizer.from_file(path)
-        decoder = json.loads(self.tokenizer.to_str()).get("decoder") or {}
+    def __init__(
+        self,
+        tokenizer: Any,
+        vocab_size: int,
+        eod_id: int,
+        pad_id: int,
+        bos_id: int | None = None,
+        chat_template: str | None = None,
+        source: str = "tokenizer",
+    ):
+        decoder = json.loads(tokenizer.to_str()).get("decoder") or {}
         if decoder.get("type") != "ByteLevel":
             raise ValueError(
-                f"{path}: decoder {decoder.get('type')!r}; only byte-level BPE tokenizers "
-                f"(GPT-2, GPT-NeoX, GPTBigCode) are supported"
+                f"{source}: decoder {decoder.get('type')!r}; only byte-level BPE tokenizers "
+                f"(GPT-2, GPT-NeoX, GPTBigCode, Llama 3, Qwen2, SmolLM) are supported"
             )
-        self.vocab_size, self.eod_id, self.pad_id = vocab_size, eod_id, pad_id
+        self.tokenizer = tokenizer
+        self.vocab_size, self.eod_id, self.pad_id, self.bos_id = vocab_size, eod_id, pad_id, bos_id
+        self.chat_template = chat_template
         to_byte = {c: b for b, c in _bytes_to_unicode().items()}
         special = {
             token.content
@@ -50,6 +60,10 @@ class HFTokenizer:
 
     @classmethod
     def from_directory(cls, directory: str, hf: dict[str, Any], vocab_size: int) -> "HFTokenizer":
+        """tokenizer.json of a save_pretrained folder, with tokenizer_config.json's (or
+        chat_template.jinja's) chat template and config.json's special ids."""
+        import tokenizers
+
         path = os.path.join(directory, "tokenizer.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no tokenizer.json (the `tokenizers` library's file)")
@@ -60,7 +74,65 @@ class HFTokenizer:
                 f"{directory}/config.json: no eos_token_id (the end-of-document token)"
             )
         pad_id = hf.get("pad_token_id")
-        return cls(path, vocab_size, eod_id, eod_id if pad_id is None else pad_id)
+        template = None
+        config_path = os.path.join(directory, "tokenizer_config.json")
+        if os.path.exists(config_path):
+            with open(config_path, encoding="utf-8") as f:
+                template = json.load(f).get("chat_template")
+        jinja_path = os.path.join(directory, "chat_template.jinja")
+        if os.path.exists(jinja_path):
+            with open(jinja_path, encoding="utf-8") as f:
+                template = f.read()
+        return cls(
+            tokenizers.Tokenizer.from_file(path),
+            vocab_size,
+            eod_id,
+            eod_id if pad_id is None else pad_id,
+            bos_id=hf.get("bos_token_id"),
+            chat_template=template,
+            source=path,
+        )
+
+    def save(self, directory: str) -> None:
+        """tokenizer.json and tokenizer_config.json, as transformers' AutoTokenizer reads them."""
+        self.tokenizer.save(os.path.join(directory, "tokenizer.json"))
+        token = self.tokenizer.id_to_token
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "eos_token": token(self.eod_id),
+            "pad_token": token(self.pad_id),
+            "bos_token": None if self.bos_id is None else token(self.bos_id),
+            "chat_template": self.chat_template,
+        }
+        with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2)
+
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
+        """The conversation as text the way transformers' `apply_chat_template(messages,
+        add_generation_prompt=..., tokenize=False)` renders it (a sandboxed jinja2
+        environment, blocks trimmed): with the generation prompt, ready for the assistant's
+        next turn."""
+        if not self.chat_template:
+            raise ValueError("this checkpoint has no chat template; use prompt_format=completion")
+        import jinja2
+        from jinja2 import sandbox
+
+        def raise_exception(message: str):
+            raise jinja2.exceptions.TemplateError(message)
+
+        environment = sandbox.ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
+        environment.globals["raise_exception"] = raise_exception
+        token = self.tokenizer.id_to_token
+        return environment.from_string(self.chat_template).render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=token(self.bos_id) if self.bos_id is not None else "",
+            eos_token=token(self.eod_id),
+        )
 
     def encode_prompt(self, text: str) -> list[int]:
         """The ids a prompt is given to the model as: the tokenizer's own encoding with its special

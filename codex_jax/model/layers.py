@@ -16,7 +16,8 @@ PROJECTIONS = {
     "q": "BTD,DHK->BTHK",
     "kv": "BTD,DSNK->BTSNK",  # S: key, value
     "out": "BTHK,HKD->BTD",
-    "fc": "BTD,DF->BTF",
+    "fc": "BTD,DF->BTF",  # the MLP's input layer (SwiGLU's "up")
+    "gate": "BTD,DF->BTF",  # SwiGLU's gate
     "proj": "BTF,FD->BTD",
     "head": "BTD,DV->BTV",  # the output layer when not tied to the embedding
 }
@@ -94,7 +95,7 @@ class Projection(nn.Module):
 
     `kernel_shape` and `kernel_axes` are in the equation's order (stored output axes first with
     `out_first`, see `project`); the bias has the kernel's trailing `len(bias_axes)` dimensions
-    there (the output features).
+    there (the output features); `use_bias=False` leaves it out.
     """
 
     kernel_shape: tuple[int, ...]
@@ -103,6 +104,7 @@ class Projection(nn.Module):
     stddev: float
     dtype: jnp.dtype
     out_first: bool = False
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -116,27 +118,57 @@ class Projection(nn.Module):
             self.stddev,
             self.out_first,
         )
+        y = project(equation, x.astype(self.dtype), kernel.astype(self.dtype), self.out_first)
+        if not self.use_bias:
+            return y
         bias = self.param(
             "bias",
             zeros_init(self.bias_axes),
             self.kernel_shape[-len(self.bias_axes) :],
             jnp.float32,
         )
-        y = project(equation, x.astype(self.dtype), kernel.astype(self.dtype), self.out_first)
         return y + bias.astype(self.dtype)
 
 
+def rotary_frequencies(
+    rotated: int, base: float = 10_000.0, scaling: tuple[Any, ...] = ()
+) -> jax.Array:
+    """The R/2 angular frequencies of rotary positions over `rotated` = R dimensions per head.
+
+    `scaling` (a checkpoint's rope scaling): () none; ("linear", factor) divides every frequency
+    by factor; ("llama3", factor, low_freq_factor, high_freq_factor, original_max_len) divides
+    the low ones (wavelength > original_max_len / low_freq_factor) by factor, keeps the high ones
+    (wavelength < original_max_len / high_freq_factor) and interpolates between (Llama 3.1).
+    """
+    half = rotated // 2
+    inv_freq = 1.0 / (base ** (jnp.arange(half, dtype=jnp.float32) / half))  # (R/2,)
+    if not scaling:
+        return inv_freq
+    kind, factor = scaling[0], float(scaling[1])
+    if kind == "linear":
+        return inv_freq / factor
+    if kind == "llama3":
+        low, high, original = (float(v) for v in scaling[2:5])
+        wavelength = 2 * math.pi / inv_freq
+        smooth = (original / wavelength - low) / (high - low)
+        mixed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        scaled = jnp.where(wavelength > original / low, inv_freq / factor, inv_freq)
+        middle = (wavelength <= original / low) & (wavelength >= original / high)
+        return jnp.where(middle, mixed, scaled)
+    raise ValueError(f"rotary scaling {kind!r}: expected 'linear' or 'llama3'")
+
+
 def rotary(
-    x: jax.Array, positions: jax.Array, fraction: float = 1.0, base: float = 10_000.0
+    x: jax.Array, positions: jax.Array, inv_freq: jax.Array, fraction: float = 1.0
 ) -> jax.Array:
     """Rotary position embedding (RoFormer) of x [B, T, H, K] at positions int32[B, T].
 
-    Rotates the first R = int(K * fraction) dimensions of each head, pairing dimension i with
-    i + R/2 (GPT-NeoX's rotate_half); the others pass unchanged.
+    Rotates the first R = int(K * fraction) dimensions of each head by `inv_freq` (R/2,
+    `rotary_frequencies`), pairing dimension i with i + R/2 (GPT-NeoX's and Llama's
+    rotate_half); the others pass unchanged.
     """
     rotated = int(x.shape[-1] * fraction)
     half = rotated // 2
-    inv_freq = 1.0 / (base ** (jnp.arange(half, dtype=jnp.float32) / half))  # (R/2,)
     angles = positions[:, :, None, None].astype(jnp.float32) * inv_freq  # (B, T, 1, R/2)
     sin, cos = jnp.sin(angles), jnp.cos(angles)
     x1, x2, rest = jnp.split(x.astype(jnp.float32), [half, rotated], axis=-1)

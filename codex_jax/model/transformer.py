@@ -1,14 +1,20 @@
-"""Decoder-only GPT (GPT-2/3, Codex): pre-LayerNorm blocks, causal multi-head attention, GELU MLP.
+"""Decoder-only GPT (GPT-2/3, Codex): pre-norm blocks, causal multi-head attention, an MLP.
 
 Einsum letters, used in shape comments throughout:
     B batch, T query length, S key/value length (cache slots), D d_model, H heads,
     K head dim (D // H), N key/value heads (H by default), G query heads per key/value head
     (H // N), F d_ff, V vocabulary, L layers.
 
-Options that only imported checkpoints need (`codex_jax.model.hf`; the defaults are GPT-2's and
-change nothing): multi-query / grouped-query attention (`n_kv_heads`, GPTBigCode), parallel
-attention and MLP (`parallel_residual`, GPT-NeoX), rotary positions on part of each head
-(`rotary_fraction`, `rotary_base`), exact erf GELU, LayerNorm epsilon.
+The architecture is a set of fields, one per choice, so that one model holds GPT-2, GPT-NeoX,
+GPTBigCode, Llama, Mistral, Qwen2 and StarCoder2 (`codex_jax.model.hf`; the defaults are GPT-2's):
+    norm               layernorm (with bias) | rmsnorm (Llama)
+    mlp                gelu (fc -> GELU -> proj) | swiglu (proj(silu(gate) * fc), Llama)
+    qkv_bias, bias     biases of the query/key/value projections; of the others (out, MLP)
+    n_kv_heads         multi-query / grouped-query attention (GPTBigCode, Llama)
+    parallel_residual  attention and MLP side by side (GPT-NeoX)
+    positional         learned | rotary, with rotary_fraction, rotary_base, rotary_scaling
+    sliding_window     attend to the last W positions only (Mistral, StarCoder2); 0 = all
+    gelu, norm_epsilon, tie_embeddings
 
 Parameters are float32; activations are computed in `GPTConfig.dtype` (bfloat16 on
 accelerators), logits are returned in float32. Every parameter carries logical axis names
@@ -52,12 +58,15 @@ from codex_jax.model.layers import (
     normal_init,
     project,
     rotary,
+    rotary_frequencies,
     zeros_init,
 )
 
 Cache = list[dict[str, jax.Array]]
 
 POSITIONAL = ("learned", "rotary")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
 DTYPES = ("float32", "bfloat16", "float16")
 GELU = ("tanh", "exact")
 ATTENTION = ("auto", "xla", "cudnn")
@@ -84,8 +93,14 @@ class GPTConfig:
     )
     rotary_fraction: float = 1.0  # the leading share of each head's dimensions that rotary rotates
     rotary_base: float = 10_000.0  # rotary: the wavelengths grow geometrically up to 2 pi * base
+    rotary_scaling: tuple = ()  # () or a checkpoint's scaling (`layers.rotary_frequencies`)
     gelu: str = "tanh"  # "tanh" approximation (GPT-2's gelu_new) or "exact" (erf, GPT-NeoX)
-    layer_norm_epsilon: float = 1e-5
+    layer_norm_epsilon: float = 1e-5  # the norms' epsilon (LayerNorm or RMSNorm)
+    norm: str = "layernorm"  # "layernorm" (scale and bias) or "rmsnorm" (scale only, Llama)
+    mlp: str = "gelu"  # "gelu": proj(gelu(fc(x))); "swiglu": proj(silu(gate(x)) * fc(x))
+    qkv_bias: bool = True  # biases on the query, key and value projections
+    bias: bool = True  # biases on the attention output and MLP projections
+    sliding_window: int = 0  # each query sees the last `sliding_window` positions; 0: all
     out_first_kernels: bool = (
         False  # kernels stored output axes first, the left matmul operand (`project`)
     )
@@ -95,6 +110,8 @@ class GPTConfig:
         """Builds from `config.model` (ml_collections); `vocab_size` comes from the data meta."""
         fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
         values = {name: model_config[name] for name in fields if name in model_config}
+        if "rotary_scaling" in values:  # a list once the config has been through JSON
+            values["rotary_scaling"] = tuple(values["rotary_scaling"])
         return cls(vocab_size=int(vocab_size), **values)
 
     @property
@@ -120,7 +137,15 @@ def init_cache(
     ]
 
 
-def _layer_norm(config: GPTConfig, name: str) -> nn.LayerNorm:
+def _layer_norm(config: GPTConfig, name: str) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(
+            epsilon=config.layer_norm_epsilon,
+            dtype=config.compute_dtype,
+            param_dtype=jnp.float32,
+            name=name,
+            scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+        )
     return nn.LayerNorm(
         epsilon=config.layer_norm_epsilon,
         dtype=config.compute_dtype,
@@ -164,6 +189,7 @@ class CausalSelfAttention(nn.Module):
                 0.02,
                 dtype,
                 cfg.out_first_kernels,
+                cfg.qkv_bias,
                 name="qkv",
             )(x)  # (B, T, 3, H, K)
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, K) each
@@ -175,6 +201,7 @@ class CausalSelfAttention(nn.Module):
                 0.02,
                 dtype,
                 cfg.out_first_kernels,
+                cfg.qkv_bias,
                 name="q",
             )(x)  # (B, T, H, K)
             kv = Projection(
@@ -184,11 +211,15 @@ class CausalSelfAttention(nn.Module):
                 0.02,
                 dtype,
                 cfg.out_first_kernels,
+                cfg.qkv_bias,
                 name="kv",
             )(x)  # (B, T, 2, N, K)
             k, v = kv[:, :, 0], kv[:, :, 1]  # (B, T, N, K) each
         if cfg.positional == "rotary":
-            q, k = (rotary(t, positions, cfg.rotary_fraction, cfg.rotary_base) for t in (q, k))
+            inv_freq = rotary_frequencies(
+                int(head_dim * cfg.rotary_fraction), cfg.rotary_base, cfg.rotary_scaling
+            )
+            q, k = (rotary(t, positions, inv_freq, cfg.rotary_fraction) for t in (q, k))
         if layer_cache is None:
             new_cache = None
             y = jax.nn.dot_product_attention(
@@ -198,6 +229,7 @@ class CausalSelfAttention(nn.Module):
                 mask=mask,
                 is_causal=mask is None,
                 implementation=attention_implementation(cfg) if mask is None else None,
+                local_window_size=(cfg.sliding_window - 1, 0) if cfg.sliding_window else None,
             )  # (B, T, H, K)
         else:
             index = (0, 0, cache_index, 0)
@@ -217,6 +249,7 @@ class CausalSelfAttention(nn.Module):
             residual_std,
             dtype,
             cfg.out_first_kernels,
+            cfg.bias,
             name="out",
         )(y)  # (B, T, D)
         return y, new_cache
@@ -227,19 +260,26 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x [B, T, D] -> [B, T, D] through a GELU hidden layer of width F."""
+        """x [B, T, D] -> [B, T, D] through a hidden layer of width F (GELU or SwiGLU)."""
         cfg = self.config
-        h = Projection(
-            (cfg.d_model, cfg.d_ff),
-            ("embed", "mlp"),
-            ("mlp",),
-            0.02,
-            cfg.compute_dtype,
-            cfg.out_first_kernels,
-            name="fc",
-        )(x)  # (B, T, F)
-        h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
-        h = jax.nn.gelu(h, approximate=cfg.gelu == "tanh")
+
+        def hidden(name: str) -> jax.Array:
+            h = Projection(
+                (cfg.d_model, cfg.d_ff),
+                ("embed", "mlp"),
+                ("mlp",),
+                0.02,
+                cfg.compute_dtype,
+                cfg.out_first_kernels,
+                cfg.bias,
+                name=name,
+            )(x)  # (B, T, F)
+            return nn.with_logical_constraint(h, ("batch", "length", "mlp"))
+
+        if cfg.mlp == "swiglu":
+            h = jax.nn.silu(hidden("gate")) * hidden("fc")
+        else:
+            h = jax.nn.gelu(hidden("fc"), approximate=cfg.gelu == "tanh")
         return Projection(
             (cfg.d_ff, cfg.d_model),
             ("mlp", "embed"),
@@ -247,6 +287,7 @@ class MLP(nn.Module):
             0.02 / math.sqrt(2 * cfg.n_layers),
             cfg.compute_dtype,
             cfg.out_first_kernels,
+            cfg.bias,
             name="proj",
         )(h)  # (B, T, D)
 
@@ -300,6 +341,8 @@ class GPT(nn.Module):
             slots = cache[0]["k"].shape[2] if cache is not None else length
             query_slot = offset + jnp.arange(length)  # (T,)
             mask = jnp.arange(slots)[None, :] <= query_slot[:, None]  # (T, S)
+            if cfg.sliding_window:
+                mask &= jnp.arange(slots)[None, :] > query_slot[:, None] - cfg.sliding_window
             mask = mask[None, None]  # (1, 1, T, S)
             if kv_mask is not None:
                 mask = mask & kv_mask[:, None, None, :]  # (B, 1, T, S)

@@ -45,6 +45,11 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
         m.attention,
         f"one of {transformer.ATTENTION}",
     )
+    for field, default, allowed in (
+        ("norm", "layernorm", transformer.NORMS),
+        ("mlp", "gelu", transformer.MLPS),
+    ):
+        _check(m.get(field, default) in allowed, f"model.{field}", m.get(field), f"one of {allowed}")
     _check(
         m.get("gelu", "tanh") in transformer.GELU,
         "model.gelu",

@@ -1,6 +1,8 @@
 """Hugging Face import and export against transformers itself: tiny random models of each family,
 saved with save_pretrained, imported, and compared logit for logit and token for token."""
 
+import copy
+import dataclasses
 import os
 
 import jax
@@ -18,6 +20,14 @@ from configs import tiny
 
 VOCAB, EOD = 320, 0  # the tokenizer: <|endoftext|>, 256 bytes and a few merges; the model pads
 
+LLAMA_SHAPE = dict(  # the Llama families' shape below
+    max_position_embeddings=64,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=48,
+)
 FAMILIES = {
     "gpt2": lambda: transformers.GPT2Config(n_positions=64, n_embd=32, n_layer=2, n_head=4),
     "gpt2_untied": lambda: transformers.GPT2Config(
@@ -50,6 +60,39 @@ FAMILIES = {
     ),
     "bigcode": lambda: transformers.GPTBigCodeConfig(
         n_positions=64, n_embd=32, n_layer=2, n_head=4, multi_query=False
+    ),
+    "llama": lambda: transformers.LlamaConfig(  # grouped-query attention, untied, no biases
+        **LLAMA_SHAPE,
+        rope_theta=500.0,
+        rms_norm_eps=1e-4,
+    ),
+    "llama_tied_biases_scaled": lambda: transformers.LlamaConfig(
+        **dict(LLAMA_SHAPE, num_key_value_heads=4),
+        tie_word_embeddings=True,
+        attention_bias=True,
+        mlp_bias=True,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        },
+    ),
+    "llama_linear_rope": lambda: transformers.LlamaConfig(  # multi-query
+        **dict(LLAMA_SHAPE, num_hidden_layers=1, num_key_value_heads=1),
+        rope_scaling={"rope_type": "linear", "factor": 4.0},
+    ),
+    "mistral_window": lambda: transformers.MistralConfig(  # 40 tokens over a window of 8
+        **LLAMA_SHAPE,
+        sliding_window=8,
+    ),
+    "qwen2": lambda: transformers.Qwen2Config(  # q/k/v biases only
+        **LLAMA_SHAPE,
+        tie_word_embeddings=True,
+    ),
+    "starcoder2": lambda: transformers.Starcoder2Config(  # LayerNorm, GELU MLP, biases
+        **LLAMA_SHAPE,
     ),
 }
 
@@ -94,11 +137,14 @@ def imported(request, tmp_path_factory):
 
 
 def test_logits_equal_transformers(imported):
+    """Against transformers in float64: its own float32 logits stray up to ~7e-5 from those (as
+    ours do, with logits near 17 from these weights), so float32 on both sides could differ by
+    twice that."""
     hf_model, (config, params, _) = imported
     tokens = np.random.default_rng(0).integers(0, VOCAB, (3, 40))
     ours = transformer.GPT(config).apply({"params": params}, jnp.asarray(tokens))
     with torch.no_grad():
-        theirs = hf_model(torch.tensor(tokens)).logits.numpy()
+        theirs = copy.deepcopy(hf_model).double()(torch.tensor(tokens)).logits.numpy()
     np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4, rtol=0)
 
 
@@ -163,7 +209,7 @@ def test_export_to_gpt2_reimports_exactly_and_transformers_agrees(tmp_path, tie_
         lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape),
         __import__("flax").linen.unbox(params),
     )  # biases and norms not at their init
-    hf.save_gpt2(config, params, tmp_path, eos_token_id=EOD)
+    hf.save(config, params, tmp_path, eos_token_id=EOD)
     byte_level_tokenizer().save(str(tmp_path / "tokenizer.json"))
     config_back, params_back, _ = hf.load(tmp_path)
     assert config_back == config
@@ -179,6 +225,38 @@ def test_export_to_gpt2_reimports_exactly_and_transformers_agrees(tmp_path, tie_
     np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4, rtol=0)
 
 
+EXPORTED_AS = {  # what `hf.save` writes each family as (GPT-NeoX and multi-query BigCode: nothing)
+    "gpt2": "gpt2",
+    "gpt2_untied": "gpt2",
+    "bigcode": "gpt2",
+    "llama": "llama",
+    "llama_tied_biases_scaled": "llama",
+    "llama_linear_rope": "llama",
+    "mistral_window": "mistral",
+    "qwen2": "qwen2",
+    "starcoder2": "starcoder2",
+}
+
+
+@pytest.mark.parametrize("family", list(EXPORTED_AS))
+def test_export_reimports_exactly_and_transformers_loads_it(family, tmp_path):
+    hf_model = save_random_model(family, str(tmp_path / "in"))
+    config, params, tokenizer = hf.load(tmp_path / "in")
+    assert hf.save(config, params, tmp_path / "out", tokenizer) == EXPORTED_AS[family]
+    config_back, params_back, tokenizer_back = hf.load(tmp_path / "out")
+    assert config_back == config
+    jax.tree.map(np.testing.assert_array_equal, params_back, params)
+    assert tokenizer_back.encode("def f(x):\n    return x\n") == tokenizer.encode(
+        "def f(x):\n    return x\n"
+    )
+    tokens = torch.tensor(np.random.default_rng(3).integers(0, VOCAB, (2, 30)))
+    exported = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            exported(tokens).logits.numpy(), hf_model(tokens).logits.numpy(), atol=1e-5, rtol=0
+        )
+
+
 def test_export_rejects_what_gpt2_cannot_express(tmp_path):
     config = transformer.GPTConfig(
         vocab_size=VOCAB,
@@ -187,11 +265,14 @@ def test_export_rejects_what_gpt2_cannot_express(tmp_path):
         n_heads=4,
         d_ff=48,
         max_len=64,
-        positional="rotary",
         parallel_residual=True,
+        norm="rmsnorm",
     )
-    with pytest.raises(ValueError, match="positional.*parallel_residual"):
-        hf.save_gpt2(config, {}, tmp_path)
+    with pytest.raises(ValueError, match="GPT-2 .*parallel_residual.*norm"):
+        hf.save(config, {"wte": {}}, tmp_path)
+    rotary = dataclasses.replace(config, positional="rotary")
+    with pytest.raises(ValueError, match="Llama-family .*parallel_residual.*norm/mlp"):
+        hf.save(rotary, {"wte": {}}, tmp_path)
 
 
 def test_tokenizer_matches_the_tokenizers_library_and_hides_special_tokens(tmp_path):
