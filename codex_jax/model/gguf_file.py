@@ -128,7 +128,9 @@ def _tokenizer(reader: Any, path: str, vocab_size: int) -> hf_tokenizer.HFTokeni
     )
 
 
-def _config(reader: Any, path: str, arch: str, weights: dict[str, np.ndarray]) -> dict[str, Any]:
+def _config(reader: Any, path: str, arch: str, names: dict[str, Any]) -> dict[str, Any]:
+    """config.json of the file's metadata; `names`: transformers' tensor names -> GGUF tensors."""
+
     def get(key: str, default: Any = None) -> Any:
         value = _field(reader, f"{arch}.{key}", default)
         if value is None:
@@ -138,7 +140,7 @@ def _config(reader: Any, path: str, arch: str, weights: dict[str, np.ndarray]) -
     heads = get("attention.head_count")
     hf = {
         "model_type": ARCHITECTURES[arch],
-        "vocab_size": weights["model.embed_tokens.weight"].shape[0],
+        "vocab_size": int(names["model.embed_tokens.weight"].shape[-1]),  # GGUF: [D, V]
         "num_hidden_layers": get("block_count"),
         "hidden_size": get("embedding_length"),
         "intermediate_size": get("feed_forward_length"),
@@ -147,7 +149,7 @@ def _config(reader: Any, path: str, arch: str, weights: dict[str, np.ndarray]) -
         "max_position_embeddings": get("context_length"),
         "rope_theta": float(get("rope.freq_base", 10_000.0)),
         "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon")),
-        "tie_word_embeddings": "lm_head.weight" not in weights,
+        "tie_word_embeddings": "lm_head.weight" not in names,
         "attention_bias": False,
         "mlp_bias": False,
     }
@@ -159,8 +161,24 @@ def _config(reader: Any, path: str, arch: str, weights: dict[str, np.ndarray]) -
     return hf
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
-    """(config.json as a dict, float32 tensors by transformers' names, HFTokenizer) of a GGUF file.
+def _hf_name(tensor_name: str, path: str, arch: str) -> str:
+    prefix, _, rest = tensor_name.partition(".")
+    if prefix == "blk":
+        layer, kind, suffix = rest.split(".", 2)
+        if kind in LAYER_TENSORS:
+            return f"model.layers.{layer}.{LAYER_TENSORS[kind]}.{suffix}"
+    elif prefix in TOP_TENSORS:
+        return f"{TOP_TENSORS[prefix]}.{rest}"
+    elif prefix == "rope_freqs":
+        raise ValueError(f"{path}: rope_freqs (Llama 3.1's rope scaling) is not supported")
+    raise ValueError(f"{path}: tensor {tensor_name!r} has no place in a {arch} model")
+
+
+def read(
+    path: str | os.PathLike, weights: bool = True
+) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
+    """(config.json as a dict, float32 tensors by transformers' names, HFTokenizer) of a GGUF
+    file; `weights=False` leaves the tensors out (nothing is dequantized).
 
     Raises:
         ValueError: an architecture, tensor type, tokenizer or rope scaling not supported; the
@@ -175,20 +193,10 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]
         raise ValueError(
             f"{path}: general.architecture = {arch!r}; expected one of {tuple(ARCHITECTURES)}"
         )
-    weights = {}
-    for tensor in reader.tensors:
-        prefix, _, rest = tensor.name.partition(".")
-        if prefix == "blk":
-            layer, kind, suffix = rest.split(".", 2)
-            if kind not in LAYER_TENSORS:
-                raise ValueError(f"{path}: tensor {tensor.name!r} has no place in a {arch} model")
-            name = f"model.layers.{layer}.{LAYER_TENSORS[kind]}.{suffix}"
-        elif prefix in TOP_TENSORS:
-            name = f"{TOP_TENSORS[prefix]}.{rest}"
-        elif prefix == "rope_freqs":
-            raise ValueError(f"{path}: rope_freqs (Llama 3.1's rope scaling) is not supported")
-        else:
-            raise ValueError(f"{path}: tensor {tensor.name!r} has no place in a {arch} model")
+    names = {_hf_name(tensor.name, path, arch): tensor for tensor in reader.tensors}
+    hf = _config(reader, path, arch, names)
+    tensors = {}
+    for name, tensor in names.items() if weights else ():
         try:
             value = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
         except NotImplementedError as error:
@@ -196,11 +204,9 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]
                 f"{path}: tensor {tensor.name} of type {tensor.tensor_type.name} cannot be "
                 f"dequantized ({error}); tested: {TESTED_TYPES}"
             ) from error
-        weights[name] = np.asarray(value, np.float32).reshape(tuple(reversed(tensor.shape)))
-    hf = _config(reader, path, arch, weights)
-    if arch == "llama":
-        for i in range(hf["num_hidden_layers"]):
-            for proj, heads in (("q", hf["num_attention_heads"]), ("k", hf["num_key_value_heads"])):
-                name = f"model.layers.{i}.self_attn.{proj}_proj.weight"
-                weights[name] = unpermute(weights[name], heads)
-    return hf, weights, _tokenizer(reader, path, hf["vocab_size"])
+        value = np.asarray(value, np.float32).reshape(tuple(reversed(tensor.shape)))
+        if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+            heads = hf["num_attention_heads" if "q_proj" in name else "num_key_value_heads"]
+            value = unpermute(value, heads)
+        tensors[name] = value
+    return hf, tensors, _tokenizer(reader, path, hf["vocab_size"])

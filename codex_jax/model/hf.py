@@ -1,42 +1,32 @@
-"""Hugging Face checkpoints in and out as `codex_jax.model.GPT`: GPT-2, GPT-NeoX, GPTBigCode
-here, Llama, Mistral, Qwen2 and StarCoder2 in `codex_jax.model.hf_llama`, GGUF files in
-`codex_jax.model.gguf_file`.
+"""Hugging Face checkpoints in and out as `codex_jax.model.GPT`: one entry for every family
+(GPT-2, GPT-NeoX, GPTBigCode in `hf_gpt`; Llama, Mistral, Qwen2, StarCoder2 in `hf_llama`) and
+both sources (a save_pretrained folder, or a GGUF file through `gguf_file`).
 
-    gpt_config, params, tokenizer = hf.load("DIR")   # a save_pretrained folder, or a .gguf file
+    gpt_config, params, tokenizer = hf.load("DIR" or "FILE.gguf")
     hf.save(gpt_config, params, "OUT", tokenizer)    # -> a save_pretrained folder
+    config = hf.configure(config)                    # config.model <- config.init.hf_checkpoint
 
 `load` reads `config.json`, the weights (`model.safetensors` or `pytorch_model.bin`, sharded
 or not, any float dtype, converted to float32) and `tokenizer.json` (the `tokenizers` library)
-with `tokenizer_config.json`'s chat template; no `transformers` is needed. The GPT families map
-onto the model's options:
-
-    family       positions            attention            block                  GELU
-    gpt2         learned              H key/value heads    sequential             tanh (gelu_new)
-    gpt_neox     rotary on a fraction H key/value heads    parallel or sequential exact or tanh
-    gpt_bigcode  learned              1 (multi-query) or H sequential             tanh
-
-Weight layouts: GPT-2's Conv1D stores [in, out] (our kernels, flattened); GPT-NeoX's and
-GPTBigCode's Linear store [out, in]; their fused query/key/value output is ordered (head, q|k|v,
-dim), GPT-2's (q|k|v, head, dim), multi-query GPTBigCode's [q (D) | k (K) | v (K)].
+with the chat template of `tokenizer_config.json` or `chat_template.jinja`; no `transformers`
+is needed.
 """
 
+import dataclasses
 import glob
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from codex_jax.model import hf_llama, hf_tokenizer
+from codex_jax.model import hf_gpt, hf_llama, hf_tokenizer
 from codex_jax.model import transformer as model_lib
 
-GPT_FAMILIES = ("gpt2", "gpt_neox", "gpt_bigcode")
-FAMILIES = GPT_FAMILIES + hf_llama.FAMILIES
-GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
-GPT2_PREFIX = "transformer."
+FAMILIES = hf_gpt.FAMILIES + hf_llama.FAMILIES
 
 
 def read_config(directory: str) -> dict[str, Any]:
@@ -70,181 +60,18 @@ def read_weights(directory: str) -> dict[str, np.ndarray]:
     raise FileNotFoundError(f"{directory}: no model*.safetensors or pytorch_model*.bin weights")
 
 
-def _get(hf: dict[str, Any], *names: str, default: Any = None) -> Any:
-    """The first of `names` set in the HF config (the families renamed fields over time)."""
-    return next((hf[n] for n in names if hf.get(n) is not None), default)
-
-
-def _require(condition: bool, hf: dict[str, Any], field: str, expected: str) -> None:
-    if not condition:
-        raise ValueError(
-            f"config.json ({hf.get('model_type')}): {field} = {hf.get(field)!r} is not "
-            f"supported; expected {expected}"
-        )
-
-
-def config_from_hf(hf: dict[str, Any]) -> model_lib.GPTConfig:
-    """The GPTConfig of a HF config.json (float32 compute)."""
+def _family(hf: dict[str, Any]) -> Any:
     family = hf.get("model_type")
     if family not in FAMILIES:
         raise ValueError(
             f"config.json: model_type {family!r} is not supported; expected one of {FAMILIES}"
         )
-    if family in hf_llama.FAMILIES:
-        return hf_llama.config_from_hf(hf)
-    activation = _get(hf, "activation_function", "hidden_act")
-    _require(
-        activation in GELU,
-        hf,
-        "activation_function" if family != "gpt_neox" else "hidden_act",
-        f"one of {tuple(GELU)}",
-    )
-    d_model = _get(hf, "n_embd", "hidden_size")
-    common = dict(
-        vocab_size=hf["vocab_size"],
-        n_layers=_get(hf, "n_layer", "num_hidden_layers"),
-        d_model=d_model,
-        n_heads=_get(hf, "n_head", "num_attention_heads"),
-        d_ff=_get(hf, "n_inner", "intermediate_size", default=4 * d_model),
-        max_len=_get(hf, "n_positions", "max_position_embeddings"),
-        gelu=GELU[activation],
-        layer_norm_epsilon=_get(hf, "layer_norm_epsilon", "layer_norm_eps"),
-        tie_embeddings=hf.get("tie_word_embeddings", family != "gpt_neox"),
-    )
-    if family == "gpt_neox":
-        rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-        _require(
-            rope.get("rope_type", "default") == "default",
-            hf,
-            "rope_parameters",
-            "rope_type 'default'",
-        )
-        return model_lib.GPTConfig(
-            **common,
-            positional="rotary",
-            parallel_residual=hf.get("use_parallel_residual", True),
-            rotary_fraction=_get(rope, "partial_rotary_factor", default=hf.get("rotary_pct", 0.25)),
-            rotary_base=_get(rope, "rope_theta", default=hf.get("rotary_emb_base", 10_000.0)),
-        )
-    _require(hf.get("scale_attn_weights", True), hf, "scale_attn_weights", "true")
-    _require(
-        not hf.get("scale_attn_by_inverse_layer_idx"),
-        hf,
-        "scale_attn_by_inverse_layer_idx",
-        "false",
-    )
-    multi_query = family == "gpt_bigcode" and hf.get("multi_query", True)
-    return model_lib.GPTConfig(**common, n_kv_heads=1 if multi_query else 0)
+    return hf_gpt if family in hf_gpt.FAMILIES else hf_llama
 
 
-def _layer_norm(get: Callable[[str], np.ndarray], name: str) -> dict[str, np.ndarray]:
-    return {"scale": get(name + ".weight"), "bias": get(name + ".bias")}
-
-
-def _dense(get, name: str, kernel_shape: tuple[int, ...], transpose: bool) -> dict[str, np.ndarray]:
-    """A projection from weight [in, out] (Conv1D) or [out, in] (Linear, `transpose`)."""
-    weight = get(name + ".weight")
-    weight = weight.T if transpose else weight
-    bias = get(name + ".bias")
-    return {"kernel": weight.reshape(kernel_shape), "bias": bias.reshape(kernel_shape[-1:])}
-
-
-def _attention(get, name: str, cfg: model_lib.GPTConfig, family: str) -> dict[str, Any]:
-    """The fused query/key/value projection as our qkv [D, 3, H, K] (or q and kv)."""
-    d, h, k = cfg.d_model, cfg.n_heads, cfg.head_dim
-    weight, bias = get(name + ".weight"), get(name + ".bias")
-    if family == "gpt2":  # Conv1D [D, 3D], outputs (3, H, K)
-        return {"qkv": {"kernel": weight.reshape(d, 3, h, k), "bias": bias.reshape(3, h, k)}}
-    weight = weight.T  # Linear [out, D] -> [D, out]
-    if cfg.kv_heads == 1:  # multi-query GPTBigCode: outputs [q (D) | k (K) | v (K)]
-        return {
-            "q": {"kernel": weight[:, :d].reshape(d, h, k), "bias": bias[:d].reshape(h, k)},
-            "kv": {"kernel": weight[:, d:].reshape(d, 2, 1, k), "bias": bias[d:].reshape(2, 1, k)},
-        }
-    # outputs (H, 3, K)
-    return {
-        "qkv": {
-            "kernel": weight.reshape(d, h, 3, k).transpose(0, 2, 1, 3),
-            "bias": bias.reshape(h, 3, k).transpose(1, 0, 2),
-        }
-    }
-
-
-def params_from_hf(
-    cfg: model_lib.GPTConfig, family: str, weights: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    """Our parameter tree (float32 numpy) from a checkpoint's tensors."""
-    if family in hf_llama.FAMILIES:
-        return hf_llama.params_from_hf(cfg, weights)
-
-    def get(name: str) -> np.ndarray:
-        # The original GPT-2 files lack the "transformer." prefix; transformers 5 names GPT-NeoX's
-        # output layer lm_head in memory, embed_out on disk.
-        for key in (name, name.removeprefix(GPT2_PREFIX), name.replace("embed_out.", "lm_head.")):
-            if key in weights:
-                return weights[key]
-        if name.endswith(".bias") and family == "gpt_neox":  # attention_bias = false
-            return np.zeros(get(name.removesuffix(".bias") + ".weight").shape[0], np.float32)
-        raise KeyError(f"checkpoint ({family}): no tensor named {name!r}")
-
-    d, f, h, k = cfg.d_model, cfg.d_ff, cfg.n_heads, cfg.head_dim
-    linear = family != "gpt2"
-    if family == "gpt_neox":
-        root, layer, names = (
-            "gpt_neox.",
-            "gpt_neox.layers.",
-            dict(
-                wte="embed_in",
-                ln_attn="input_layernorm",
-                ln_mlp="post_attention_layernorm",
-                qkv="attention.query_key_value",
-                out="attention.dense",
-                fc="mlp.dense_h_to_4h",
-                proj="mlp.dense_4h_to_h",
-                ln_f="final_layer_norm",
-                head="embed_out",
-            ),
-        )
-    else:
-        root, layer, names = (
-            GPT2_PREFIX,
-            GPT2_PREFIX + "h.",
-            dict(
-                wte="wte",
-                wpe="wpe",
-                ln_attn="ln_1",
-                ln_mlp="ln_2",
-                qkv="attn.c_attn",
-                out="attn.c_proj",
-                fc="mlp.c_fc",
-                proj="mlp.c_proj",
-                ln_f="ln_f",
-                head="lm_head",
-            ),
-        )
-    params: dict[str, Any] = {
-        "wte": {"embedding": get(root + names["wte"] + ".weight")},
-        "ln_f": _layer_norm(get, root + names["ln_f"]),
-    }
-    if cfg.positional == "learned":
-        params["wpe"] = {"embedding": get(root + names["wpe"] + ".weight")}
-    if not cfg.tie_embeddings:
-        params["head"] = get(names["head"] + ".weight").T
-    for i in range(cfg.n_layers):
-        prefix = f"{layer}{i}."
-        params[f"block_{i}"] = {
-            "ln_attn": _layer_norm(get, prefix + names["ln_attn"]),
-            "ln_mlp": _layer_norm(get, prefix + names["ln_mlp"]),
-            "attn": {
-                **_attention(get, prefix + names["qkv"], cfg, family),
-                "out": _dense(get, prefix + names["out"], (h, k, d), linear),
-            },
-            "mlp": {
-                "fc": _dense(get, prefix + names["fc"], (d, f), linear),
-                "proj": _dense(get, prefix + names["proj"], (f, d), linear),
-            },
-        }
-    return params
+def config_from_hf(hf: dict[str, Any]) -> model_lib.GPTConfig:
+    """The GPTConfig of a HF config.json (float32 compute)."""
+    return _family(hf).config_from_hf(hf)
 
 
 def _check_shapes(cfg: model_lib.GPTConfig, params: Any, source: str) -> None:
@@ -268,75 +95,67 @@ def load(
     """(config, params as jax float32 arrays, tokenizer) of a save_pretrained folder or a .gguf
     file (`codex_jax.model.gguf_file`)."""
     path = os.fspath(path)
-    if path.endswith(".gguf"):
-        from codex_jax.model import gguf_file
-
-        hf, weights, tokenizer = gguf_file.read(path)
-    else:
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"{path}: not a save_pretrained folder or a .gguf file")
-        hf, weights, tokenizer = read_config(path), read_weights(path), None
+    hf, weights, tokenizer = _read(path, weights=True)
     cfg = config_from_hf(hf)
-    params = params_from_hf(cfg, hf["model_type"], weights)
+    if hf["model_type"] in hf_gpt.FAMILIES:
+        params = hf_gpt.params_from_hf(cfg, hf["model_type"], weights)
+    else:
+        params = hf_llama.params_from_hf(cfg, weights)
     _check_shapes(cfg, params, path)
     if tokenizer is None:
         tokenizer = hf_tokenizer.HFTokenizer.from_directory(path, hf, cfg.vocab_size)
     return cfg, jax.tree.map(jnp.asarray, params), tokenizer
 
 
-def _gpt2_to_hf(cfg: model_lib.GPTConfig, p: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(config.json, tensors) of a learned-position model in GPT-2's layout."""
-    unsupported = {
-        "n_kv_heads": cfg.kv_heads != cfg.n_heads,
-        "parallel_residual": cfg.parallel_residual,
-        "gelu": cfg.gelu != "tanh",
-        "norm": cfg.norm != "layernorm",
-        "mlp": cfg.mlp != "gelu",
-        "qkv_bias/bias": not (cfg.qkv_bias and cfg.bias),
-        "sliding_window": cfg.sliding_window > 0,
+def _read(path: str, weights: bool) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
+    """(config.json, tensors or {}, tokenizer or None) of a folder or a .gguf file."""
+    if path.endswith(".gguf"):
+        from codex_jax.model import gguf_file
+
+        return gguf_file.read(path, weights=weights)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: not a save_pretrained folder or a .gguf file")
+    return read_config(path), read_weights(path) if weights else {}, None
+
+
+def load_tokenizer(path: str | os.PathLike) -> hf_tokenizer.HFTokenizer:
+    """The tokenizer of a save_pretrained folder or .gguf file, without its weights."""
+    path = os.fspath(path)
+    hf, _, tokenizer = _read(path, weights=False)
+    return tokenizer or hf_tokenizer.HFTokenizer.from_directory(
+        path, hf, config_from_hf(hf).vocab_size
+    )
+
+
+# config.model fields an imported checkpoint does not decide: how the model is run.
+RUN_FIELDS = ("dtype", "remat", "attention", "out_first_kernels")
+
+
+def configure(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with `config.model` set to the architecture of `config.init.hf_checkpoint`, when
+    one is given (its run settings, `RUN_FIELDS`, stay the config's); else `config` itself.
+
+    Raises:
+        ValueError: the checkpoint's positions are fewer than `config.train.seq_len`.
+    """
+    checkpoint = config.get("init", {}).get("hf_checkpoint")
+    if not checkpoint:
+        return config
+    imported = config_from_hf(_read(os.fspath(checkpoint), weights=False)[0])
+    config = ml_collections.ConfigDict(config.to_dict())
+    fields = {
+        f.name: getattr(imported, f.name)
+        for f in dataclasses.fields(imported)
+        if f.name not in RUN_FIELDS + ("vocab_size",)
     }
-    if any(unsupported.values()):
+    with config.unlocked():
+        config.model.update(fields)
+    if imported.max_len < config.train.seq_len:
         raise ValueError(
-            f"GPT-2 has no equivalent of GPTConfig fields "
-            f"{[name for name, bad in unsupported.items() if bad]}"
+            f"config.train.seq_len = {config.train.seq_len}: {checkpoint} covers "
+            f"{imported.max_len} positions"
         )
-    d = cfg.d_model
-    tensors = {
-        "wte.weight": p["wte"]["embedding"],
-        "wpe.weight": p["wpe"]["embedding"],
-        "ln_f.weight": p["ln_f"]["scale"],
-        "ln_f.bias": p["ln_f"]["bias"],
-    }
-    for i in range(cfg.n_layers):
-        block, prefix = p[f"block_{i}"], f"h.{i}."
-        for ours, theirs in (("ln_attn", "ln_1"), ("ln_mlp", "ln_2")):
-            tensors[prefix + theirs + ".weight"] = block[ours]["scale"]
-            tensors[prefix + theirs + ".bias"] = block[ours]["bias"]
-        for ours, theirs, inputs in (
-            (block["attn"]["qkv"], "attn.c_attn", d),
-            (block["attn"]["out"], "attn.c_proj", d),
-            (block["mlp"]["fc"], "mlp.c_fc", d),
-            (block["mlp"]["proj"], "mlp.c_proj", cfg.d_ff),
-        ):
-            tensors[prefix + theirs + ".weight"] = ours["kernel"].reshape(inputs, -1)  # Conv1D
-            tensors[prefix + theirs + ".bias"] = ours["bias"].reshape(-1)
-    tensors = {GPT2_PREFIX + name: tensor for name, tensor in tensors.items()}
-    if not cfg.tie_embeddings:
-        tensors["lm_head.weight"] = p["head"].T
-    hf = {
-        "model_type": "gpt2",
-        "architectures": ["GPT2LMHeadModel"],
-        "vocab_size": cfg.vocab_size,
-        "n_positions": cfg.max_len,
-        "n_embd": d,
-        "n_layer": cfg.n_layers,
-        "n_head": cfg.n_heads,
-        "n_inner": cfg.d_ff,
-        "activation_function": "gelu_new",
-        "layer_norm_epsilon": cfg.layer_norm_epsilon,
-        "tie_word_embeddings": cfg.tie_embeddings,
-    }
-    return hf, tensors
+    return config
 
 
 def save(
@@ -358,7 +177,7 @@ def save(
 
     p = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
     if cfg.positional == "learned":
-        hf, tensors = _gpt2_to_hf(cfg, p)
+        hf, tensors = hf_gpt.to_hf(cfg, p)
     else:
         hf, tensors = hf_llama.to_hf(cfg, p)
     if tokenizer is not None and eos_token_id is None:

@@ -6,6 +6,10 @@ import json
 import os
 from typing import Any
 
+import numpy as np
+
+BUNDLE_FORMAT = "codex_jax.hf_tokenizer/1"
+
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte-level alphabet: each byte as a printable character."""
@@ -93,6 +97,39 @@ class HFTokenizer:
             source=path,
         )
 
+    def to_bundle(self) -> str:
+        """One JSON text holding the tokenizer and its special ids, which `from_bundle` reads back
+        (what a workdir started from an imported model keeps as its tokenizer.model)."""
+        return json.dumps(
+            {
+                "format": BUNDLE_FORMAT,
+                "tokenizer": json.loads(self.tokenizer.to_str()),
+                "vocab_size": self.vocab_size,
+                "eod_id": self.eod_id,
+                "pad_id": self.pad_id,
+                "bos_id": self.bos_id,
+                "chat_template": self.chat_template,
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_bundle(cls, text: str, source: str = "tokenizer") -> "HFTokenizer":
+        import tokenizers
+
+        bundle = json.loads(text)
+        if bundle.get("format") != BUNDLE_FORMAT:
+            raise ValueError(f"{source}: not a {BUNDLE_FORMAT} tokenizer bundle")
+        return cls(
+            tokenizers.Tokenizer.from_str(json.dumps(bundle["tokenizer"])),
+            bundle["vocab_size"],
+            bundle["eod_id"],
+            bundle["pad_id"],
+            bos_id=bundle["bos_id"],
+            chat_template=bundle["chat_template"],
+            source=source,
+        )
+
     def save(self, directory: str) -> None:
         """tokenizer.json and tokenizer_config.json, as transformers' AutoTokenizer reads them."""
         self.tokenizer.save(os.path.join(directory, "tokenizer.json"))
@@ -148,3 +185,7 @@ class HFTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_byte_lengths(self) -> np.ndarray:
+        """int32 [vocab_size]: UTF-8 bytes each id contributes when decoded (0 for specials)."""
+        return np.array([len(b) for b in self._bytes], dtype=np.int32)

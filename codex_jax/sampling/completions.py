@@ -79,9 +79,13 @@ class Sampler:
         batch_size: int,
         mesh: jax.sharding.Mesh | None = None,
         rules: sharding.Rules = (),
+        templated: bool = False,
     ):
         """
         Args:
+            templated: the prompts are rendered chat templates, which write their own special
+                tokens: encoded without adding any (as transformers' apply_chat_template with
+                tokenize=True), not by `encode_prompt`.
             max_prompt_len: longest prompt in tokens, end-of-document included (longer prompts
                 keep their end); with learned positions at most max_len - max_new_tokens + 1.
             batch_size: sample rows decoded together (rounded up to a multiple of the mesh's
@@ -94,6 +98,7 @@ class Sampler:
                 f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} and {batch_size}"
             )
         self.decoder, self.tokenizer = decoder, tokenizer
+        self.encode = tokenizer.encode if templated else tokenizer.encode_prompt
         self.sampling_config, self.max_new_tokens = sampling_config, max_new_tokens
         self.stop = tuple(stop)
         self.buckets = decoding.prompt_buckets(max_prompt_len)
@@ -159,7 +164,7 @@ class Sampler:
         row_prompt = np.zeros(-(-used_rows // self.row_shards) * self.row_shards, np.int32)
         row_prompt[:used_rows] = np.arange(used_rows) // rows_per_prompt
 
-        encoded = [np.asarray(self.tokenizer.encode_prompt(p), np.int32) for p in prompts]
+        encoded = [np.asarray(self.encode(p), np.int32) for p in prompts]
         truncated = sum(len(ids) > self.buckets[-1] for ids in encoded)
         if truncated:
             logging.warning(
@@ -242,4 +247,5 @@ def make_sampler(
         batch_size=s.batch_size,
         mesh=mesh,
         rules=rules,
+        templated=s.get("prompt_format", "completion") == "chat",
     )

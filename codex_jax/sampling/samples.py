@@ -19,7 +19,7 @@ import tqdm
 from absl import logging
 
 from codex_jax import jsonl
-from codex_jax.sampling import completions
+from codex_jax.sampling import chat, completions
 from codex_jax.tasks import registry
 from codex_jax.training import checkpoint, distributed
 from codex_jax.workdir import MODELS, Workdir, samples_meta_path
@@ -70,12 +70,30 @@ def _sample_settings(config: ml_collections.ConfigDict, stop: tuple[str, ...]) -
         "stop": list(stop),
         "batch_size": s.batch_size,
         "seed": config.seed,
+        "prompt_format": s.get("prompt_format", "completion"),
     }
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:
     """The sampling seed of one chunk of problems: a chunk's samples do not depend on the others."""
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
+
+
+PROMPT_FORMATS = ("completion", "chat")
+
+
+def _record(task_id: str, c: completions.Completion, prompt_format: str) -> dict[str, Any]:
+    """One samples-file line; a chat answer's code block is the completion, a whole program."""
+    record = {
+        "task_id": task_id,
+        "completion": c.text,
+        "mean_log_prob": c.mean_log_prob,
+        "num_tokens": c.num_tokens,
+        "finish_reason": c.finish_reason,
+    }
+    if prompt_format == "chat":
+        record.update(completion=chat.first_code_block(c.text), response=c.text, whole_program=True)
+    return record
 
 
 def ensure_samples(
@@ -121,12 +139,18 @@ def ensure_samples(
         if step is None:
             raise FileNotFoundError(f"{checkpoint_dir}: no complete checkpoint to sample from")
     problem_set = registry.get(task)
-    path = path or paths.samples(model, task)
+    prompt_format = config.sample.get("prompt_format", "completion")
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(
+            f"config.sample.prompt_format = {prompt_format!r}; expected one of {PROMPT_FORMATS}"
+        )
+    stop = chat.STOPS if prompt_format == "chat" else problem_set.stop
+    path = path or paths.samples(model if prompt_format == "completion" else model + "_chat", task)
     meta_file = samples_meta_path(path)
     tasks = problem_set.problems(config)
     task_ids = list(tasks)
     config = ml_collections.ConfigDict(config.to_dict())
-    config.sample.stop = problem_set.stop  # the sampler cuts at the task's stops
+    config.sample.stop = stop  # the sampler cuts at the task's stops (or the code block's end)
     prompts = hashlib.sha256(
         json.dumps([[t, tasks[t]["prompt"]] for t in task_ids]).encode()
     ).hexdigest()
@@ -135,7 +159,7 @@ def ensure_samples(
         "step": step,
         "prompts_sha256": prompts,
         "task": task,
-        **_sample_settings(config, problem_set.stop),
+        **_sample_settings(config, stop),
     }
     meta = {}
     if os.path.exists(meta_file):
@@ -193,24 +217,21 @@ def ensure_samples(
                 disable=not distributed.is_main_process(),
             ) as bar,
         ):
+
+            def prompt(task_id: str) -> str:
+                if prompt_format == "chat":
+                    return chat.prompt(sampler.tokenizer, tasks[task_id]["prompt"])
+                return tasks[task_id]["prompt"]
+
             for index, chunk in todo:
                 samples = sampler.complete(
-                    [tasks[t]["prompt"] for t in chunk],
+                    [prompt(t) for t in chunk],
                     n=n,
                     seed=_chunk_seed(config.seed, index),
                     progress=False,
                 )
                 for task_id, row in zip(chunk, samples):
-                    finished[task_id] = [
-                        {
-                            "task_id": task_id,
-                            "completion": c.text,
-                            "mean_log_prob": c.mean_log_prob,
-                            "num_tokens": c.num_tokens,
-                            "finish_reason": c.finish_reason,
-                        }
-                        for c in row
-                    ]
+                    finished[task_id] = [_record(task_id, c, prompt_format) for c in row]
                     out.writelines(
                         json.dumps(r, ensure_ascii=False) + "\n" for r in finished[task_id]
                     )

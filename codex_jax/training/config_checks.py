@@ -49,7 +49,9 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
         ("norm", "layernorm", transformer.NORMS),
         ("mlp", "gelu", transformer.MLPS),
     ):
-        _check(m.get(field, default) in allowed, f"model.{field}", m.get(field), f"one of {allowed}")
+        _check(
+            m.get(field, default) in allowed, f"model.{field}", m.get(field), f"one of {allowed}"
+        )
     _check(
         m.get("gelu", "tanh") in transformer.GELU,
         "model.gelu",
@@ -69,14 +71,21 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
         m.get("rotary_fraction"),
         "in (0, 1]",
     )
-    for field in ("steps", "batch_size", "seq_len", "grad_accum", "log_every", "eval_every"):
+    imported = bool(config.get("init", {}).get("hf_checkpoint"))
+    _check(
+        isinstance(t.steps, int) and (t.steps >= 0 if imported else t.steps > 0),
+        "train.steps",
+        t.steps,
+        "an int >= 0 (0: the imported model as it is)" if imported else "a positive int",
+    )
+    for field in ("batch_size", "seq_len", "grad_accum", "log_every", "eval_every"):
         _check(
             isinstance(t[field], int) and t[field] > 0, f"train.{field}", t[field], "a positive int"
         )
     _check(t.seq_len <= m.max_len, "train.seq_len", t.seq_len, f"<= model.max_len={m.max_len}")
     _check(t.lr > 0, "train.lr", t.lr, "> 0")
     _check(
-        0 <= t.warmup_steps < t.steps,
+        0 <= t.warmup_steps < t.steps or (t.steps == 0 and imported),
         "train.warmup_steps",
         t.warmup_steps,
         f"in [0, steps={t.steps}): the cosine decay needs a step after warmup",

@@ -66,18 +66,19 @@ def encode_pairs(
     """
     rows, masks, too_long = [], [], 0
     for pair in pairs:
-        prompt, completion = tokenizer.encode(pair["prompt"]), tokenizer.encode(pair["completion"])
-        # An end-of-document first, as every pretraining document follows one and as the sampler
-        # starts each prompt: without it the fine-tuned model is asked, when sampled, to
-        # continue a context one position off from the one it was trained on.
-        ids = [tokenizer.eod_id] + prompt + completion + [tokenizer.eod_id]
+        # The prompt as the sampler gives it to the model (`encode_prompt`: the project's own
+        # tokenizer puts an end-of-document first, as every pretraining document follows one):
+        # otherwise the fine-tuned model is asked, when sampled, to continue a context one
+        # position off from the one it was trained on.
+        prompt = tokenizer.encode_prompt(pair["prompt"])
+        ids = prompt + tokenizer.encode(pair["completion"]) + [tokenizer.eod_id]
         if len(ids) > seq_len + 1:
             too_long += 1
             continue
         row = np.full(seq_len + 1, tokenizer.pad_id, np.int32)
         row[: len(ids)] = ids
         mask = np.zeros(seq_len, np.int32)
-        mask[len(prompt) : len(ids) - 1] = 1  # the targets after the prompt: completion, eod
+        mask[len(prompt) - 1 : len(ids) - 1] = 1  # targets after the prompt: completion, eod
         rows.append(row)
         masks.append(mask)
     if not rows:

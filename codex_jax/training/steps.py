@@ -41,7 +41,7 @@ def make_optimizer(train_config: Any) -> tuple[optax.GradientTransformation, opt
         init_value=0.0,
         peak_value=train_config.lr,
         warmup_steps=train_config.warmup_steps,
-        decay_steps=train_config.steps,
+        decay_steps=max(train_config.steps, train_config.warmup_steps + 1),  # steps 0: imported
         end_value=train_config.lr * 0.1,
     )
 

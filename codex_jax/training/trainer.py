@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from codex_jax.model import transformer
+from codex_jax.model import hf, transformer
 from codex_jax.training import checkpoint, metrics, sharding
 from codex_jax.training.config_checks import validate_config
 from codex_jax.training.steps import Batch, TrainState, eval_step, make_optimizer, train_step
@@ -276,6 +276,7 @@ def train_and_evaluate(
         The final train state (sharded jax.Arrays).
     """
     workdir = os.fspath(workdir)
+    config = hf.configure(config)  # an imported model's architecture (config.init.hf_checkpoint)
     validate_config(config, len(devices) if devices is not None else None)
     data = data or pretraining_data(config, workdir)
     run = setup(config, data.vocab_size, devices)
@@ -303,6 +304,11 @@ def train_and_evaluate(
             params = checkpoint.restore_params(init_checkpoint, run.abstract_state.params)
             state = state.replace(params=params)
             logging.info("initial params from %s", init_checkpoint)
+        elif config.get("init", {}).get("hf_checkpoint"):
+            imported = config.init.hf_checkpoint
+            params = jax.device_put(hf.load(imported)[1], run.state_shardings.params)
+            state = state.replace(params=params)
+            logging.info("initial params from %s (imported)", imported)
     start = int(state.step)
     metrics_path = metrics_path or Workdir(workdir).training_log("pretrain")
     tensorboard_dir = (
@@ -342,6 +348,12 @@ def train_and_evaluate(
             _log_line(record, t.steps, seconds_per_step if timed_steps else None)
         # After the metrics line, so a checkpoint at step N implies step N was logged.
         checkpointer.save(done, state.params, state.opt_state, force=done == t.steps)
+    if t.steps == 0 and checkpointer.latest_step() is None:  # an imported model kept as it is
+        record = {"step": 0}
+        if data.eval_batch is not None and t.eval_batches > 0:
+            record.update(evaluate(run, state.params, data, t.eval_batches))
+        writer.write(record)
+        checkpointer.save(0, state.params, state.opt_state, force=True)
     checkpointer.wait()
     checkpointer.close()
     return state

@@ -113,9 +113,11 @@ def byte_level_tokenizer() -> "tokenizers.Tokenizer":
     return tokenizer
 
 
-def save_random_model(family: str, directory: str):
-    """A transformers model of `family` with every parameter random (biases and norms too)."""
+def save_random_model(family: str, directory: str, **overrides):
+    """A transformers model of `family` with every parameter random (biases and norms too);
+    `overrides` change its config."""
     config = FAMILIES[family]()
+    config.update(overrides)
     config.vocab_size, config.bos_token_id, config.eos_token_id = VOCAB, EOD, EOD
     torch.manual_seed(0)
     hf_model = transformers.AutoModelForCausalLM.from_config(config).eval()
