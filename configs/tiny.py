@@ -108,7 +108,8 @@ def get_config() -> ml_collections.ConfigDict:
     train.grad_accum = 1  # micro-batches per optimizer step (batch_size must divide evenly)
     train.log_every = 10  # steps between metrics.jsonl lines
     train.eval_every = 175  # steps between validation passes
-    train.eval_batches = 8  # validation batches per pass (of batch_size / grad_accum sequences)
+    train.eval_batches = 8  # validation batches per pass (of batch_size / grad_accum sequences),
+    #                         their windows spread evenly over the whole validation split
     train.peak_flops = 0.0  # FLOP/s per device for MFU; 0 = look up from the device kind
     #                          (bfloat16 data-sheet peak), or measure a float32 matmul on CPUs
     train.tensorboard = False  # also write TensorBoard event files beside metrics.jsonl

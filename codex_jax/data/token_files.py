@@ -295,18 +295,23 @@ def get_eval_batch(
     batch_size: int,
     seq_len: int,
     index: int,
+    num_batches: int = 0,
     process_index: int = 0,
     process_count: int = 1,
 ) -> np.ndarray:
-    """This process's rows of validation batch `index`: windows index*B .. (index+1)*B - 1 in file order.
+    """This process's rows of validation batch `index` of a pass of `num_batches` batches.
 
-    Indices past the end of the split wrap around to its start.
+    The pass's N = num_batches * batch_size windows are spread evenly over the whole split:
+    window j of the pass is the split's window floor(j * n / N) (every (n / N)-th of its n
+    windows), so a validation pass scores a fixed sample of every part of the split rather than
+    its first files. When N >= n (or num_batches = 0: no pass length given), window j is j,
+    wrapping around to the start.
 
     Returns:
         int32 [batch_size // process_count, seq_len + 1].
     """
     n_windows = _num_windows(tokens, seq_len, batch_size, process_count)
-    windows = (
-        index * batch_size + _process_rows(batch_size, process_index, process_count)
-    ) % n_windows
+    j = index * batch_size + _process_rows(batch_size, process_index, process_count)
+    total = num_batches * batch_size
+    windows = j * n_windows // total if 0 < total < n_windows else j % n_windows
     return _gather(tokens, windows, seq_len)

@@ -205,6 +205,12 @@ def ensure_samples(
         jsonl.write_jsonl(
             partial, [r for t in my_tasks if len(finished[t]) == n for r in finished[t]]
         )
+
+        def prompt(task_id: str) -> str:
+            if prompt_format == "chat":
+                return chat.prompt(sampler.tokenizer, tasks[task_id]["prompt"])
+            return tasks[task_id]["prompt"]
+
         remaining = sum(len(chunk) for _, chunk in todo)
         with (
             jsonl.open_text(partial, "at") as out,
@@ -217,12 +223,6 @@ def ensure_samples(
                 disable=not distributed.is_main_process(),
             ) as bar,
         ):
-
-            def prompt(task_id: str) -> str:
-                if prompt_format == "chat":
-                    return chat.prompt(sampler.tokenizer, tasks[task_id]["prompt"])
-                return tasks[task_id]["prompt"]
-
             for index, chunk in todo:
                 samples = sampler.complete(
                     [prompt(t) for t in chunk],

@@ -74,6 +74,7 @@ class MetricsWriter:
         self.path = os.fspath(path)
         self.enabled = jax.process_index() == 0
         self._tensorboard = None
+        self.resumed_seconds = 0.0  # train_seconds of the last kept line: where a resume goes on
         if not self.enabled:
             return
         if tensorboard_dir is not None:
@@ -89,6 +90,8 @@ class MetricsWriter:
                     line for line in f if line.strip() and json.loads(line)["step"] <= resume_step
                 ]
             jsonl.write_text_atomically(self.path, "".join(kept))
+            if kept:
+                self.resumed_seconds = json.loads(kept[-1]).get("train_seconds") or 0.0
 
     def write(self, record: dict[str, Any]) -> None:
         """Appends `record` (which has an int "step") as one line, and to TensorBoard if enabled."""

@@ -214,6 +214,7 @@ def pretraining_data(config: ml_collections.ConfigDict, workdir: str | os.PathLi
                 batch_size=t.batch_size // t.grad_accum,
                 seq_len=t.seq_len,
                 index=index,
+                num_batches=t.eval_batches,
                 **processes,
             )
         },
@@ -322,6 +323,7 @@ def train_and_evaluate(
     )  # devices()[0] may be another host's
 
     timer_start, timed_steps = None, 0
+    loop_start, eval_seconds = time.perf_counter(), 0.0
     for step in range(start, t.steps):
         state, step_metrics = run.train_step(state, run.shard_batch(data.train_batch(step)))
         done = step + 1
@@ -340,10 +342,16 @@ def train_and_evaluate(
             seconds_per_step = (time.perf_counter() - timer_start) / max(timed_steps, 1)
             record["tokens_per_s"] = tokens_per_step / seconds_per_step if timed_steps else None
             record["mfu"] = flops_per_step / seconds_per_step / peak if timed_steps else None
+            # Wall-clock seconds of training so far (compiles included, validation not), over
+            # every run of this checkpoint directory.
+            record["train_seconds"] = round(
+                writer.resumed_seconds + time.perf_counter() - loop_start - eval_seconds, 3
+            )
             if is_eval:
                 eval_start = time.perf_counter()
                 record.update(evaluate(run, state.params, data, t.eval_batches))
                 timer_start += time.perf_counter() - eval_start  # rates count training time only
+                eval_seconds += time.perf_counter() - eval_start
             writer.write(record)
             _log_line(record, t.steps, seconds_per_step if timed_steps else None)
         # After the metrics line, so a checkpoint at step N implies step N was logged.

@@ -190,6 +190,24 @@ def test_eval_batches_are_consecutive_windows_in_file_order():
     assert part.dtype == np.int32 and window_ids(part, 4) == [6, 7]
 
 
+def test_a_validation_pass_samples_the_whole_split_evenly():
+    tokens = arange_tokens(40, 4)  # 40 windows; a pass of 2 batches x 4 = every 5th window
+    seen = [
+        window_ids(
+            token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=i, num_batches=2),
+            4,
+        )
+        for i in range(2)
+    ]
+    assert seen == [[0, 5, 10, 15], [20, 25, 30, 35]]
+    part = token_files.get_eval_batch(
+        tokens, batch_size=4, seq_len=4, index=1, num_batches=2, process_index=1, process_count=2
+    )
+    assert window_ids(part, 4) == [30, 35]  # each process its rows of the same windows
+    wrapped = token_files.get_eval_batch(tokens, batch_size=4, seq_len=4, index=0, num_batches=20)
+    assert window_ids(wrapped, 4) == [0, 1, 2, 3]  # a pass longer than the split: in order
+
+
 def test_errors_name_the_numbers():
     with pytest.raises(ValueError, match=r"10 tokens.*seq_len \+ 1 = 11"):
         token_files.get_batch(np.zeros(10, np.uint16), batch_size=2, seq_len=10, seed=0, step=0)

@@ -205,6 +205,11 @@ def test_run_killed_with_sigkill_then_restarted_matches_an_uninterrupted_run(tmp
     assert restarted.returncode == 0, stderr.decode()[-2000:]
     resumed = _losses(workdir / "metrics.jsonl")
     assert sorted(resumed) == list(range(1, 21))  # each step logged once despite the rerun
+    with open(workdir / "metrics.jsonl", encoding="utf-8") as f:
+        seconds = [json.loads(line)["train_seconds"] for line in f]
+    # Training seconds go on from the killed run's (10 batches of >= 0.3 s), never restart at 0.
+    assert seconds[9] >= 3.0 and all(b >= a for a, b in zip(seconds, seconds[1:]))
+    assert seconds[10] > seconds[9]
     np.testing.assert_allclose(
         [resumed[s] for s in range(1, 21)],
         [reference[s] for s in range(1, 21)],
