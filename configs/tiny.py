@@ -99,6 +99,9 @@ def get_config() -> ml_collections.ConfigDict:
     # --- training/trainer.py: pretraining -----------------------------------------------------
     config.train = train = ml_collections.ConfigDict()
     train.steps = 700  # 700 x 8 x 256 = 1.4M tokens: ~3.5 minutes on 2 quiet CPU cores
+    # Seconds of training (compiles in, validation out) instead of a step count: the schedule is
+    # sized to it after 10 timed steps, train.steps then the most it may take; 0 = train.steps.
+    train.budget_s = 0.0
     train.batch_size = 8  # sequences per optimizer step, across all devices and hosts
     train.seq_len = 256  # tokens per sequence
     train.lr = 3e-3  # peak learning rate, reached after warmup, then cosine decay to lr * 0.1

@@ -84,6 +84,7 @@ def validate_config(config: ml_collections.ConfigDict, n_devices: int | None = N
         )
     _check(t.seq_len <= m.max_len, "train.seq_len", t.seq_len, f"<= model.max_len={m.max_len}")
     _check(t.lr > 0, "train.lr", t.lr, "> 0")
+    _check(t.get("budget_s", 0) >= 0, "train.budget_s", t.get("budget_s"), ">= 0 (0 = off)")
     _check(
         0 <= t.warmup_steps < t.steps or (t.steps == 0 and imported),
         "train.warmup_steps",

@@ -157,15 +157,16 @@ def sft_data(
     )
 
 
-def is_complete(checkpoint_dir: str, steps: int) -> bool:
-    """True when `checkpoint_dir` holds a complete checkpoint of step `steps`."""
-    return checkpoint.latest_step(checkpoint_dir) == steps
+def is_complete(checkpoint_dir: str, config: ml_collections.ConfigDict) -> bool:
+    """True when `checkpoint_dir` holds a complete checkpoint of the step a run of `config`
+    ends at (`train.steps`, or what a `train.budget_s` run decided)."""
+    return checkpoint.latest_step(checkpoint_dir) == trainer.final_step(config, checkpoint_dir)
 
 
 def ensure_pretrained(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
     """W/ckpt/pretrain at its final step, training (or resuming) first when it is not."""
     directory = Workdir(workdir).checkpoint("pretrain")
-    if not is_complete(directory, config.train.steps):
+    if not is_complete(directory, config):
         trainer.train_and_evaluate(config, workdir)
     return directory
 
@@ -176,9 +177,9 @@ def ensure_finetuned(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     paths = Workdir(workdir)
     tuned = finetune_config(config)
     directory = paths.checkpoint("finetune")
-    if not is_complete(directory, tuned.train.steps):
+    if not is_complete(directory, tuned):
         pretrained = paths.checkpoint("pretrain")
-        if not is_complete(pretrained, config.train.steps):
+        if not is_complete(pretrained, config):
             raise FileNotFoundError(
                 f"{pretrained}: no checkpoint of step {config.train.steps}; the 'pretrain' "
                 "stage makes it (scripts/pipeline.py --stages=finetune builds what it needs)"

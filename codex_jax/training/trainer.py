@@ -8,6 +8,7 @@ losses equal an uninterrupted run's. Fine-tuning reuses it with its own `DataSou
 """
 
 import dataclasses
+import itertools
 import math
 import os
 import time
@@ -22,6 +23,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from codex_jax import jsonl
 from codex_jax.model import hf, transformer
 from codex_jax.training import checkpoint, metrics, sharding
 from codex_jax.training.config_checks import validate_config
@@ -255,6 +257,61 @@ def _log_line(record: dict[str, Any], steps: int, seconds_per_step: float | None
     )
 
 
+def final_step(config: ml_collections.ConfigDict, checkpoint_dir: str) -> int:
+    """The step a run of `config` into `checkpoint_dir` ends at (a budget run: the one decided)."""
+    return Budget(config, checkpoint_dir).config.train.steps
+
+
+class Budget:
+    """`config.train.budget_s`: train for that many seconds of training (compiles included,
+    validation not) instead of a given number of steps, the schedule sized to it.
+
+    The first `CALIBRATION_STEPS` timed steps run on the schedule of `train.steps` (the most a
+    budget may take); their rate then fixes the run's step count, S = the steps done + the
+    seconds left (less one more compile, timed as the first step) / seconds per step (at least
+    warmup_steps + 1, at most train.steps), and the train step is rebuilt on a warmup-cosine
+    schedule of S steps. S is kept in
+    `<checkpoint dir>/budget.json`, so a resumed run ends at the same step.
+    """
+
+    CALIBRATION_STEPS = 10
+    FILENAME = "budget.json"
+
+    def __init__(self, config: ml_collections.ConfigDict, checkpoint_dir: str):
+        self.config, self.seconds = config, float(config.train.get("budget_s", 0) or 0)
+        self.path = os.path.join(checkpoint_dir, self.FILENAME)
+        self.steps = None
+        if self.seconds and os.path.exists(self.path):
+            self.steps = jsonl.read_json(self.path)["steps"]
+            self.config = self._with_steps(self.steps)
+
+    def _with_steps(self, steps: int) -> ml_collections.ConfigDict:
+        config = ml_collections.ConfigDict(self.config.to_dict())
+        config.train.steps = steps
+        return config
+
+    def calibrating(self, timed_steps: int) -> bool:
+        return bool(self.seconds) and self.steps is None and timed_steps == self.CALIBRATION_STEPS
+
+    def decide(self, done: int, spent: float, seconds_per_step: float) -> int:
+        t = self.config.train
+        left = max(self.seconds - spent, 0.0)
+        self.steps = int(min(max(done + left / seconds_per_step, t.warmup_steps + 1), t.steps))
+        self.config = self._with_steps(self.steps)
+        if jax.process_index() == 0:
+            jsonl.write_json_atomically(
+                self.path, {"budget_s": self.seconds, "steps": self.steps, "at_step": done}
+            )
+        logging.info(
+            "budget: %.0f s at %.3f s/step after %.0f s -> %d steps",
+            self.seconds,
+            seconds_per_step,
+            spent,
+            self.steps,
+        )
+        return self.steps
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
@@ -279,11 +336,14 @@ def train_and_evaluate(
     workdir = os.fspath(workdir)
     config = hf.configure(config)  # an imported model's architecture (config.init.hf_checkpoint)
     validate_config(config, len(devices) if devices is not None else None)
+    checkpoint_dir = os.path.abspath(checkpoint_dir or Workdir(workdir).checkpoint("pretrain"))
+    budget = Budget(config, checkpoint_dir)
+    config = budget.config  # a resumed budget run: the step count it decided
     data = data or pretraining_data(config, workdir)
     run = setup(config, data.vocab_size, devices)
     t = config.train
     checkpointer = checkpoint.Checkpointer(
-        checkpoint_dir or Workdir(workdir).checkpoint("pretrain"),
+        checkpoint_dir,
         every_steps=config.checkpoint.every_steps,
         keep=config.checkpoint.keep,
         config=config,
@@ -324,20 +384,33 @@ def train_and_evaluate(
 
     timer_start, timed_steps = None, 0
     loop_start, eval_seconds = time.perf_counter(), 0.0
-    for step in range(start, t.steps):
+    steps = t.steps
+    for step in itertools.count(start):
+        if step >= steps:
+            break
         state, step_metrics = run.train_step(state, run.shard_batch(data.train_batch(step)))
         done = step + 1
         if timer_start is None:  # the first step compiles: time from its end
             jax.block_until_ready(step_metrics)
             timer_start = time.perf_counter()
+            first_step_seconds = timer_start - loop_start
         else:
             timed_steps += 1
+        if budget.calibrating(timed_steps):  # size the schedule to the wall-clock budget
+            jax.block_until_ready(step_metrics)
+            now = time.perf_counter()
+            spent = writer.resumed_seconds + now - loop_start - eval_seconds
+            recompile = first_step_seconds  # the rebuilt step compiles again: leave it room
+            steps = budget.decide(done, spent + recompile, (now - timer_start) / timed_steps)
+            config = budget.config
+            run = setup(config, data.vocab_size, devices)  # the same state, a schedule of `steps`
+            timer_start, timed_steps = time.perf_counter(), 0
         is_eval = (
             data.eval_batch is not None
             and t.eval_batches > 0
-            and (done % t.eval_every == 0 or done == t.steps)
+            and (done % t.eval_every == 0 or done == steps)
         )
-        if is_eval or done % t.log_every == 0 or done == t.steps:
+        if is_eval or done % t.log_every == 0 or done == steps:
             record = {"step": done, **{k: float(v) for k, v in step_metrics.items()}}
             seconds_per_step = (time.perf_counter() - timer_start) / max(timed_steps, 1)
             record["tokens_per_s"] = tokens_per_step / seconds_per_step if timed_steps else None
@@ -353,9 +426,9 @@ def train_and_evaluate(
                 timer_start += time.perf_counter() - eval_start  # rates count training time only
                 eval_seconds += time.perf_counter() - eval_start
             writer.write(record)
-            _log_line(record, t.steps, seconds_per_step if timed_steps else None)
+            _log_line(record, steps, seconds_per_step if timed_steps else None)
         # After the metrics line, so a checkpoint at step N implies step N was logged.
-        checkpointer.save(done, state.params, state.opt_state, force=done == t.steps)
+        checkpointer.save(done, state.params, state.opt_state, force=done == steps)
     if t.steps == 0 and checkpointer.latest_step() is None:  # an imported model kept as it is
         record = {"step": 0}
         if data.eval_batch is not None and t.eval_batches > 0:

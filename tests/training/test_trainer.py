@@ -245,3 +245,24 @@ def test_bad_config_values_fail_before_anything_is_built(tmp_path, section, fiel
     ):
         trainer.train_and_evaluate(config, tmp_path)  # no data given: validation must come first
     assert not os.listdir(tmp_path)
+
+
+def test_a_wall_clock_budget_sizes_the_schedule_and_a_rerun_ends_at_the_same_step(tmp_path):
+    config = tiny_config(steps=10_000, budget_s=15.0, warmup_steps=2, eval_batches=0)
+    config.mesh.data = 1
+    data = synthetic_data(seconds_per_batch=0.1)  # >= 0.1 s a step: < 150 in the budget
+    trainer.train_and_evaluate(config, tmp_path, data=data, devices=jax.devices()[:1])
+    with open(tmp_path / "metrics.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    last = records[-1]
+    with open(tmp_path / "ckpt" / "pretrain" / "budget.json", encoding="utf-8") as f:
+        decided = json.load(f)["steps"]
+    # Not train.steps' 10,000; at least the 10 calibration steps and one more.
+    assert last["step"] == decided and trainer.Budget.CALIBRATION_STEPS + 5 < decided <= 150
+    assert 10.0 <= last["train_seconds"] <= 25.0  # near the budget (a loaded machine strays)
+    # The cosine is at its end (lr / 10, reached one step later) at the decided step, not
+    # 10,000 steps away.
+    assert config.train.lr * 0.1 <= last["lr"] <= config.train.lr * 0.11
+    trainer.train_and_evaluate(config, tmp_path, data=data, devices=jax.devices()[:1])
+    with open(tmp_path / "metrics.jsonl", encoding="utf-8") as f:
+        assert len(f.readlines()) == len(records)  # a rerun resumes at the end: nothing to do
