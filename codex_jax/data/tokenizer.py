@@ -151,7 +151,7 @@ class Tokenizer:
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Loads a model written by `train_tokenizer`, or the JSON bundle of an imported model's
-    tokenizer that a workdir started from it keeps instead (`write_imported`)."""
+    tokenizer that a workdir started from it keeps instead (`ensure_tokenizer`)."""
     with open(path, "rb") as f:
         content = f.read()
     if content.startswith(b"{"):  # a serialized sentencepiece model starts with a field tag
@@ -249,10 +249,11 @@ def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: str | os.PathLi
         from codex_jax.model import hf
 
         bundle = hf.load_tokenizer(imported).to_bundle()
-        if (
-            not os.path.exists(path)
-            or open(path, encoding="utf-8", errors="replace").read() != bundle
-        ):
+        current = None
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                current = f.read()
+        if current != bundle:
             jsonl.write_text_atomically(path, bundle)
             logging.info("tokenizer: %s's own -> %s", imported, path)
         return path

@@ -270,8 +270,8 @@ class Budget:
     budget may take); their rate then fixes the run's step count, S = the steps done + the
     seconds left (less one more compile, timed as the first step) / seconds per step (at least
     warmup_steps + 1, at most train.steps), and the train step is rebuilt on a warmup-cosine
-    schedule of S steps. S is kept in
-    `<checkpoint dir>/budget.json`, so a resumed run ends at the same step.
+    schedule of S steps. S is kept in `<checkpoint dir>/budget.json`, so a resumed run ends at
+    the same step.
     """
 
     CALIBRATION_STEPS = 10
@@ -404,7 +404,7 @@ def train_and_evaluate(
             steps = budget.decide(done, spent + recompile, (now - timer_start) / timed_steps)
             config = budget.config
             run = setup(config, data.vocab_size, devices)  # the same state, a schedule of `steps`
-            timer_start, timed_steps = time.perf_counter(), 0
+            timer_start, timed_steps = None, 0  # rates are timed again after the new compile
         is_eval = (
             data.eval_batch is not None
             and t.eval_batches > 0
