@@ -382,7 +382,7 @@ def train_and_evaluate(
         metrics.peak_flops(jax.local_devices()[0], t.peak_flops) * run.mesh.size
     )  # devices()[0] may be another host's
 
-    timer_start, timed_steps = None, 0
+    timer_start, timed_steps, recompiled = None, 0, False
     loop_start, eval_seconds = time.perf_counter(), 0.0
     steps = t.steps
     for step in itertools.count(start):
@@ -390,10 +390,11 @@ def train_and_evaluate(
             break
         state, step_metrics = run.train_step(state, run.shard_batch(data.train_batch(step)))
         done = step + 1
-        if timer_start is None:  # the first step compiles: time from its end
+        if timer_start is None or recompiled:  # a step that compiles: time from its end
             jax.block_until_ready(step_metrics)
-            timer_start = time.perf_counter()
-            first_step_seconds = timer_start - loop_start
+            if timer_start is None:
+                first_step_seconds = time.perf_counter() - loop_start
+            timer_start, timed_steps, recompiled = time.perf_counter(), 0, False
         else:
             timed_steps += 1
         if budget.calibrating(timed_steps):  # size the schedule to the wall-clock budget
@@ -404,7 +405,8 @@ def train_and_evaluate(
             steps = budget.decide(done, spent + recompile, (now - timer_start) / timed_steps)
             config = budget.config
             run = setup(config, data.vocab_size, devices)  # the same state, a schedule of `steps`
-            timer_start, timed_steps = None, 0  # rates are timed again after the new compile
+            # Rates are timed again after the new step's compile.
+            timer_start, timed_steps, recompiled = time.perf_counter(), 0, True
         is_eval = (
             data.eval_batch is not None
             and t.eval_batches > 0
